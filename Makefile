@@ -1,0 +1,33 @@
+# Two entry points for a fresh machine: `make bench` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+# The default job: the two original models against three index types, on the generated
+# COCO-format sample, in Milvus Lite. It ends with a comparison report.
+MODELS ?= vgg16,resnet50
+INDEXES ?= FLAT,IVF_FLAT,HNSW
+
+.PHONY: setup bench test gate clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "bench needs Python 3.11 (set PYTHON=python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,server]'
+	@touch $@
+
+bench: setup
+	$(PY) -m bench -m model=$(MODELS) index=$(INDEXES)
+
+test: setup
+	$(PY) -m pytest
+
+gate: setup
+	$(PY) -m bench.gate
+
+clean:
+	rm -rf reports/runs reports/multirun reports/cache reports/milvus_lite.db data models/*.onnx models/*.json

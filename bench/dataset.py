@@ -1,0 +1,178 @@
+"""Which images a run uses: COCO annotations in, sorted image records and a query split out.
+
+Paths per ``dataset.kind``:
+
+- ``coco``: ``dataset.root`` is the image folder (e.g. ``val2017/``) and
+  ``dataset.annotations`` the instances JSON; an image's path is ``root / file_name``.
+- ``coco_sample``: ``dataset.root`` is the sample folder that :mod:`bench.sample`
+  generates on first use (``root/images/`` and ``root/annotations/instances_sample.json``).
+  ``dataset.annotations`` may be left unset; if set it must name that same JSON.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from omegaconf import MISSING
+from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
+from pycocotools.coco import COCO
+
+from bench.config import DatasetConfig
+from bench.errors import BenchError
+from bench.sample import ensure_sample
+
+COCO_ANNOTATIONS_URL = "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"
+COCO_IMAGES_URL = "http://images.cocodataset.org/zips/val2017.zip"
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    image_id: int
+    path: Path
+    category_ids: tuple[int, ...]  # sorted, unique; empty for an image without annotations
+
+
+@dataclass(frozen=True)
+class Skip:
+    path: str
+    reason: str
+
+
+@dataclass
+class Dataset:
+    name: str
+    images: list[ImageRecord]
+    categories: dict[int, str]
+    skipped: list[Skip]  # files referenced but missing
+
+
+def load_dataset(cfg: DatasetConfig) -> Dataset:
+    """The images of ``cfg`` sorted by id (first ``cfg.limit`` of them); missing files go to ``skipped``."""
+    image_dir, ann_path = _resolve_paths(cfg)
+    coco = _load_coco(ann_path)
+    image_ids = sorted(coco.getImgIds())
+    if cfg.limit is not None:
+        if cfg.limit < 1:
+            raise BenchError(f"dataset.limit={cfg.limit} must be positive (or null for all images)")
+        image_ids = image_ids[: cfg.limit]
+
+    images, skipped = [], []
+    for image_id in image_ids:
+        path = image_dir / coco.imgs[image_id]["file_name"]
+        if not path.is_file():
+            skipped.append(Skip(str(path), "missing file"))
+            continue
+        category_ids = tuple(sorted({ann["category_id"] for ann in coco.imgToAnns[image_id]}))
+        images.append(ImageRecord(image_id, path, category_ids))
+    if image_ids and not images:
+        raise BenchError(f"none of the {len(image_ids)} images listed in {ann_path} exist under {image_dir}: "
+                         "check dataset.root")
+    categories = {cat["id"]: cat["name"] for cat in coco.dataset["categories"]}
+    return Dataset(name=cfg.name, images=images, categories=categories, skipped=skipped)
+
+
+def split_queries(images: Sequence[ImageRecord], num_queries: int,
+                  seed: int) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """(corpus, queries): a seeded random held-out set of queries, sorted by id; the corpus is the rest."""
+    if not 0 < num_queries < len(images):
+        raise BenchError(f"dataset.num_queries={num_queries} needs 1..{len(images) - 1} with {len(images)} "
+                         "images: lower dataset.num_queries or raise dataset.limit")
+    chosen = set(np.random.default_rng(seed).choice(len(images), size=num_queries, replace=False).tolist())
+    queries = sorted((images[i] for i in chosen), key=lambda record: record.image_id)
+    corpus = [record for i, record in enumerate(images) if i not in chosen]
+    return corpus, queries
+
+
+def _resolve_paths(cfg: DatasetConfig) -> tuple[Path, Path]:
+    """(image folder, annotations JSON) for ``cfg``, generating the sample first if that is the kind."""
+    root, annotations = _optional(cfg, "root"), _optional(cfg, "annotations")
+    if root is None:
+        raise BenchError("dataset.root is not set: set dataset.root=/path/to/images (or the sample folder)")
+    if cfg.kind == "coco_sample":
+        if cfg.num_images < 1:
+            raise BenchError(f"dataset.num_images={cfg.num_images} must be positive")
+        try:
+            image_dir, ann_path = ensure_sample(Path(root), cfg.num_images, cfg.sample_seed)
+        except OSError as err:
+            raise BenchError(f"cannot write the sample dataset to {root} ({err}): "
+                             "set dataset.root to a writable folder") from None
+        if annotations is not None and Path(annotations).resolve() != ann_path.resolve():
+            raise BenchError(f"dataset.annotations={annotations} is not the generated sample's {ann_path}: "
+                             "unset it or set dataset.annotations=${dataset.root}/annotations/instances_sample.json")
+        return image_dir, ann_path
+    if cfg.kind != "coco":
+        raise BenchError(f"unknown dataset.kind={cfg.kind!r}: choose coco or coco_sample")
+    if annotations is None:
+        raise BenchError("dataset.annotations is not set: set dataset.annotations=/path/to/instances_val2017.json "
+                         f"(from {COCO_ANNOTATIONS_URL})")
+    ann_path, image_dir = Path(annotations), Path(root)
+    if not ann_path.is_file():
+        raise BenchError(f"annotations file not found: {ann_path}; set dataset.annotations=/path/to/"
+                         f"instances_val2017.json (download {COCO_ANNOTATIONS_URL})")
+    if not image_dir.is_dir():
+        raise BenchError(f"image folder not found: {image_dir}; set dataset.root=/path/to/val2017 "
+                         f"(download {COCO_IMAGES_URL})")
+    return image_dir, ann_path
+
+
+def _optional(cfg: Any, key: str) -> str | None:
+    """``cfg.key``, or None where unset: works for the dataclass and for Hydra's DictConfig."""
+    try:
+        value = getattr(cfg, key)
+    except (MissingMandatoryValue, InterpolationToMissingValueError):
+        return None
+    return None if value in (None, "", MISSING) else str(value)
+
+
+def _load_coco(ann_path: Path) -> COCO:
+    """Parse and check the instances JSON, then index it with pycocotools."""
+    try:
+        data = json.loads(ann_path.read_text())
+    except FileNotFoundError:
+        raise BenchError(f"annotations file not found: {ann_path}; set dataset.annotations=...") from None
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise BenchError(f"annotations file {ann_path} is not valid JSON ({err}); "
+                         "point dataset.annotations at a COCO instances_*.json") from None
+    problem = _coco_problem(data)
+    if problem:
+        raise BenchError(f"annotations file {ann_path} is not COCO instances format: {problem}; "
+                         "point dataset.annotations at a COCO instances_*.json")
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress chatter
+        coco.createIndex()
+    return coco
+
+
+# Keys each entry needs, with their types; pycocotools itself checks none of this.
+_REQUIRED = {
+    "images": {"id": int, "file_name": str},
+    "annotations": {"image_id": int, "category_id": int},
+    "categories": {"id": int, "name": str},
+}
+
+
+def _coco_problem(data: Any) -> str | None:
+    """What is wrong with ``data`` as COCO instances, in a few words; None if nothing."""
+    if not isinstance(data, dict):
+        return f"top level is a {type(data).__name__}, not an object"
+    for section, fields in _REQUIRED.items():
+        entries = data.get(section)
+        if not isinstance(entries, list):
+            return f"'{section}' is missing or not a list"
+        for position, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                return f"{section}[{position}] is not an object"
+            for key, kind in fields.items():
+                # bool is an int subclass; an id of true is still a mistake.
+                if not isinstance(entry.get(key), kind) or isinstance(entry.get(key), bool):
+                    return f"{section}[{position}] has no {kind.__name__} '{key}'"
+    image_ids = [image["id"] for image in data["images"]]
+    if len(set(image_ids)) != len(image_ids):
+        return "duplicate image ids"
+    return None

@@ -1,0 +1,59 @@
+"""Where the id -> image path mapping lives: a Milvus scalar field, or Redis.
+
+An image search application needs paths, not ids, so every measured query resolves them.
+Backends are chosen by ``metadata.kind`` (conf/metadata/).
+"""
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from bench.config import MetadataConfig
+from bench.errors import BenchError
+from bench.stores.base import SearchHits
+
+
+class MetadataStore(Protocol):
+    kind: str
+    # True when the vector store returns paths as output fields of the search itself.
+    paths_in_search: bool
+
+    def put(self, ids: np.ndarray, paths: Sequence[str]) -> None: ...
+
+    def resolve(self, hits: SearchHits) -> list[list[str]]: ...
+
+    def describe(self) -> dict: ...
+
+    def close(self) -> None: ...
+
+
+class MilvusFieldMetadata:
+    """Paths kept in the collection's `path` field and returned with each search."""
+
+    kind = "milvus"
+    paths_in_search = True
+
+    def put(self, ids: np.ndarray, paths: Sequence[str]) -> None:
+        """Nothing to do: the store writes the path field together with the vectors."""
+
+    def resolve(self, hits: SearchHits) -> list[list[str]]:
+        if hits.paths is None:
+            raise RuntimeError("search was run without output fields; paths are missing")
+        return hits.paths
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "method": "Milvus output field 'path'"}
+
+    def close(self) -> None:
+        pass
+
+
+def open_metadata(cfg: MetadataConfig, namespace: str) -> MetadataStore:
+    if cfg.kind == "milvus":
+        return MilvusFieldMetadata()
+    if cfg.kind == "redis":
+        from bench.redis_metadata import RedisMetadata
+
+        return RedisMetadata(cfg, namespace)
+    raise BenchError(f"unknown metadata.kind {cfg.kind!r}: choose milvus or redis (conf/metadata/)")

@@ -1,0 +1,206 @@
+"""One benchmark run: config -> convert -> embed -> load -> search -> evaluate -> write.
+
+Each stage adds its section to the RunResult as soon as it is done, so a failure leaves
+everything measured up to that point on disk, marked as failed.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from bench import evaluate, provenance
+from bench.config import Config
+from bench.convert import ConvertedModel, ensure_onnx
+from bench.dataset import Dataset, ImageRecord, load_dataset, split_queries
+from bench.embed import Embeddings, embed_images
+from bench.errors import BenchError
+from bench.indexes import point_label, validate_index
+from bench.metadata import MetadataStore, open_metadata
+from bench.results import RunResult
+from bench.search import measure_point
+from bench.stores import CollectionSpec, VectorStore, open_store
+from bench.tables import load_table, model_table, search_table, to_markdown, write_tables
+
+log = logging.getLogger(__name__)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Random pairs sampled for the baseline distance distribution.
+RANDOM_PAIRS = 2000
+
+
+def validate(cfg: Config) -> None:
+    """Everything that can be checked before any work starts."""
+    validate_index(cfg.index.type, cfg.index.build, list(cfg.index.search), store=cfg.store.kind,
+                   metric=cfg.search.metric, top_k=cfg.search.top_k)
+    for name, value in (("model.batch_size", cfg.model.batch_size), ("search.query_batch_size", cfg.search.query_batch_size),
+                        ("dataset.num_queries", cfg.dataset.num_queries)):
+        if value <= 0:
+            raise BenchError(f"{name}={value} must be a positive integer")
+    if cfg.dataset.limit is not None and cfg.dataset.limit <= 0:
+        raise BenchError(f"dataset.limit={cfg.dataset.limit} must be a positive integer (or null for all images)")
+    if any(c <= 0 for c in cfg.search.concurrency):
+        raise BenchError(f"search.concurrency={list(cfg.search.concurrency)} must hold positive thread counts")
+
+
+def collection_name(model: str, dataset: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"bench_{model}_{dataset}")
+
+
+def _fingerprint(model: ConvertedModel, corpus_ids: np.ndarray) -> str:
+    h = hashlib.sha256(f"{model.onnx_sha256}|{model.preprocessing}|{model.input_size}".encode())
+    h.update(np.ascontiguousarray(corpus_ids, dtype=np.int64).tobytes())
+    return h.hexdigest()[:32]
+
+
+def _split_embeddings(emb: Embeddings, records: list[ImageRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of `emb` for the given records, in their order; records that failed to embed are left out."""
+    row_of = {int(i): row for row, i in enumerate(emb.image_ids)}
+    ids = np.array([r.image_id for r in records if r.image_id in row_of], dtype=np.int64)
+    return ids, emb.vectors[[row_of[int(i)] for i in ids]] if len(ids) else emb.vectors[:0]
+
+
+def run(cfg: Config, outdir: Path) -> RunResult:
+    resolved = OmegaConf.to_container(OmegaConf.structured(cfg) if not OmegaConf.is_config(cfg) else cfg,
+                                      resolve=True)
+    result = RunResult(outdir, resolved, provenance.collect(PROJECT_ROOT))
+    try:
+        _run_stages(cfg, result)
+    except BenchError as err:
+        result.fail(str(err))
+        raise
+    except Exception as err:  # recorded, then re-raised with its traceback: a bug, not bad input
+        result.fail(f"{type(err).__name__}: {err}")
+        raise
+    result.finish()
+    return result
+
+
+def _run_stages(cfg: Config, result: RunResult) -> None:
+    validate(cfg)
+    k, metric = cfg.search.top_k, cfg.search.metric
+
+    dataset = load_dataset(cfg.dataset)
+    corpus, queries = split_queries(dataset.images, cfg.dataset.num_queries, cfg.dataset.query_seed)
+
+    model = ensure_onnx(cfg.model, Path(cfg.cache_dir))
+    validate_index(cfg.index.type, cfg.index.build, list(cfg.index.search), store=cfg.store.kind,
+                   metric=metric, top_k=k, dim=model.embedding_dim)
+    emb = embed_images(model, dataset.images, cfg.model, Path(cfg.embeddings_dir))
+    result.set("model", {"name": model.name, "source": cfg.model.source, "embedding_dim": model.embedding_dim,
+                         "onnx_path": model.onnx_path, "onnx_sha256": model.onnx_sha256,
+                         "onnx_bytes": model.conversion.get("onnx_bytes"), "weights": model.weights,
+                         "conversion": model.conversion, "embedding": emb.stats})
+    result.data["provenance"]["weights"] = model.weights
+
+    corpus_ids, corpus_vectors = _split_embeddings(emb, corpus)
+    query_ids, query_vectors = _split_embeddings(emb, queries)
+    if len(query_ids) == 0 or len(corpus_ids) < k:
+        raise BenchError(f"only {len(corpus_ids)} corpus and {len(query_ids)} query images could be embedded "
+                         f"(top_k={k}): check the skipped images listed in results.json")
+    labels = {r.image_id: set(r.category_ids) for r in dataset.images}
+    paths = {r.image_id: str(r.path) for r in dataset.images}
+    skipped = [asdict(s) for s in dataset.skipped] + [asdict(s) for s in emb.skipped]
+    result.set("dataset", {"name": dataset.name, "num_images": len(dataset.images) + len(dataset.skipped),
+                           "num_corpus": len(corpus_ids), "num_queries": len(query_ids), "skipped": skipped,
+                           "num_skipped": len(skipped), "query_image_ids": query_ids})
+
+    exact_rows, exact_distances = evaluate.exact_topk(corpus_vectors, query_vectors, k, metric)
+    exact_ids = corpus_ids[exact_rows]
+    quality_of = _CategoryQuality(labels, query_ids, corpus_ids, k)
+    result.set("exact", quality_of(exact_ids))
+
+    store = open_store(cfg.store)
+    metadata = open_metadata(cfg.metadata, collection_name(model.name, dataset.name))
+    try:
+        result.data["provenance"]["store"] = {"kind": cfg.store.kind, "version": store.server_version(),
+                                              "consistency_level": cfg.store.consistency_level}
+        result.set("metadata", metadata.describe())
+        spec = CollectionSpec(name=collection_name(model.name, dataset.name), dim=model.embedding_dim, metric=metric,
+                              fingerprint=_fingerprint(model, corpus_ids), with_paths=metadata.paths_in_search)
+        load = _load(store, metadata, spec, corpus_ids, corpus_vectors, paths, labels, cfg)
+        described = _timed_build(store, cfg, load)
+        result.set("index", {"type": cfg.index.type, "build_params": dict(cfg.index.build),
+                             "described_params": described, "load": load})
+
+        topk = {"query_ids": query_ids, "exact_ids": exact_ids, "exact_distances": exact_distances,
+                "random_pair_distances": evaluate.random_pair_distances(corpus_vectors, metric, RANDOM_PAIRS, seed=0)}
+        points = []
+        for i, params in enumerate(cfg.index.search):
+            params = dict(params)
+            label = point_label(params)
+            m = measure_point(store, metadata, query_vectors, params, cfg.search, label)
+            points.append({"label": label, **m.summary(),
+                           "recall_at_k": evaluate.recall_at_k(m.hits.ids, exact_ids, k), **quality_of(m.hits.ids)})
+            topk[f"ids_{i}"], topk[f"distances_{i}"] = m.hits.ids, m.hits.distances
+            result.set("search", {"top_k": k, "metric": metric, "points": points})
+        result.save_topk(topk)
+    finally:
+        metadata.close()
+        store.close()
+
+
+class _CategoryQuality:
+    """precision@K and mAP@K of result ids, relevance being "shares a COCO category with the query"."""
+
+    def __init__(self, labels: dict[int, set[int]], query_ids: np.ndarray, corpus_ids: np.ndarray, k: int):
+        self.labels, self.k = labels, k
+        self.query_labels = [labels[int(q)] for q in query_ids]
+        self.num_relevant = evaluate.num_relevant_in_corpus(self.query_labels, [labels[int(c)] for c in corpus_ids])
+
+    def __call__(self, result_ids: np.ndarray) -> dict[str, Any]:
+        # Padded results (-1) have no labels, so they count as not relevant.
+        result_labels = [[self.labels.get(int(r), set()) for r in row] for row in result_ids]
+        return evaluate.category_quality(self.query_labels, result_labels, self.k, self.num_relevant)
+
+
+def _load(store: VectorStore, metadata: MetadataStore, spec: CollectionSpec, ids: np.ndarray, vectors: np.ndarray,
+          paths: dict[int, str], labels: dict[int, set[int]], cfg: Config) -> dict[str, Any]:
+    rows = len(ids)
+    id_paths = [paths[int(i)] for i in ids]
+    reused = store.prepare(spec, rows)
+    load: dict[str, Any] = {"rows": rows, "reused": reused, "insert_s": None, "insert_rows_per_s": None}
+    if not reused:
+        batch = cfg.store.insert_batch_size
+        start = time.perf_counter()
+        with tqdm(total=rows, desc="insert", unit="row", disable=None) as bar:
+            for s in range(0, rows, batch):
+                store.insert(ids[s:s + batch], vectors[s:s + batch], id_paths[s:s + batch],
+                             [sorted(labels[int(i)]) for i in ids[s:s + batch]])
+                bar.update(min(batch, rows - s))
+        load["insert_s"] = time.perf_counter() - start
+        load["insert_rows_per_s"] = rows / load["insert_s"]
+    start = time.perf_counter()
+    metadata.put(ids, id_paths)
+    load["metadata_put_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    store.flush()  # before the index build: build what is sealed, not a growing segment
+    load["flush_s"] = time.perf_counter() - start
+    return load
+
+
+def _timed_build(store: VectorStore, cfg: Config, load: dict[str, Any]) -> dict[str, Any]:
+    log.info("building %s %s", cfg.index.type, dict(cfg.index.build))
+    start = time.perf_counter()
+    described = store.build_index(cfg.index.type, dict(cfg.index.build))
+    load["build_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    store.load()
+    load["load_s"] = time.perf_counter() - start
+    return described
+
+
+def write_outputs(result: RunResult) -> str:
+    """Tables for one run: CSV + Markdown in the run directory; returns the main table as Markdown."""
+    data = [result.data]
+    tables = {"search": search_table(data), "models": model_table(data), "load": load_table(data)}
+    write_tables(tables, result.outdir, header=f"# bench run: {result.data['model']['name']} / "
+                                                f"{result.data['index']['type']}\n")
+    return to_markdown(tables["search"])

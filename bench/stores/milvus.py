@@ -1,0 +1,209 @@
+"""Milvus, embedded (milvus-lite) or a server, through pymilvus's MilvusClient.
+
+The traps this class guards against (measured, see env-facts):
+- milvus-lite drops build params passed flat; they are nested under "params" and read back
+  with describe_index, and a mismatch is an error.
+- a failed create_index leaves a phantom index that breaks load; it is dropped on failure.
+- an index that never finishes (DISKANN on Milvus 2.3.5) is a timeout error naming the index,
+  never a silent fallback to a temporary index.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from bench.config import StoreConfig
+from bench.errors import BenchError
+from bench.stores.base import CollectionSpec, SearchHits
+
+log = logging.getLogger(__name__)
+
+VECTOR_FIELD = "vector"
+MAX_PATH_LENGTH = 4096
+MAX_LABELS = 256
+FINGERPRINT_PROPERTY = "bench.fingerprint"
+
+
+def _server_address(cfg: StoreConfig) -> str:
+    return cfg.uri
+
+
+class MilvusStore:
+    def __init__(self, cfg: StoreConfig):
+        from pymilvus import MilvusClient
+
+        self.cfg = cfg
+        self.kind = cfg.kind
+        self._spec: CollectionSpec | None = None
+        token = os.environ.get(cfg.token_env, "") if cfg.token_env else ""
+        if cfg.kind == "milvus_lite":
+            if not cfg.uri.endswith(".db"):
+                raise BenchError(f"store.uri={cfg.uri!r}: milvus-lite needs a local file ending in .db "
+                                 f"(for a server use store=milvus_server store.uri=http://host:19530)")
+            Path(cfg.uri).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.client = MilvusClient(uri=cfg.uri, token=token, timeout=cfg.connect_timeout_s)
+            self._version = self.client.get_server_version()
+        except Exception as err:  # pymilvus raises several types for the same failure
+            raise BenchError(f"cannot reach Milvus at {_server_address(cfg)} ({type(err).__name__}): start it "
+                             f"(docker compose up -d) or set store.uri") from None
+
+    # -- facts -----------------------------------------------------------------------------
+    def server_version(self) -> str:
+        return str(self._version)
+
+    # -- collection ------------------------------------------------------------------------
+    def prepare(self, spec: CollectionSpec, num_rows: int) -> bool:
+        self._spec = spec
+        description = json.dumps({"dim": spec.dim, "fingerprint": spec.fingerprint, "with_paths": spec.with_paths})
+        if self.client.has_collection(spec.name):
+            existing = self.client.describe_collection(spec.name).get("properties", {}).get(FINGERPRINT_PROPERTY)
+            rows = int(self.client.get_collection_stats(spec.name).get("row_count", -1))
+            if not self.cfg.recreate:
+                if existing != description:
+                    raise BenchError(f"collection {spec.name!r} at {self.cfg.uri} holds other data (another model, "
+                                     f"dim or image list): rerun with store.recreate=true to replace it")
+                if rows == num_rows:
+                    log.info("reusing collection %s (%d rows, same data)", spec.name, rows)
+                    return True
+                log.info("collection %s is incomplete (%d of %d rows): recreating it", spec.name, rows, num_rows)
+            self.client.drop_collection(spec.name)
+        self._create(spec, description)
+        return False
+
+    def _create(self, spec: CollectionSpec, description: str) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=spec.dim)
+        if spec.with_paths:
+            schema.add_field("path", DataType.VARCHAR, max_length=MAX_PATH_LENGTH)
+        schema.add_field("category_ids", DataType.ARRAY, element_type=DataType.INT64, max_capacity=MAX_LABELS)
+        # A collection property, not the description: milvus-lite does not keep descriptions.
+        self.client.create_collection(spec.name, schema=schema, consistency_level=self.cfg.consistency_level,
+                                      properties={FINGERPRINT_PROPERTY: description})
+
+    def insert(self, ids: np.ndarray, vectors: np.ndarray, paths: Sequence[str],
+               labels: Sequence[Sequence[int]]) -> None:
+        spec = self._require_spec()
+        rows = []
+        for i, image_id in enumerate(ids):
+            row: dict[str, Any] = {"id": int(image_id), VECTOR_FIELD: vectors[i].tolist(),
+                                   "category_ids": [int(c) for c in labels[i]][:MAX_LABELS]}
+            if spec.with_paths:
+                row["path"] = str(paths[i])
+            rows.append(row)
+        self.client.insert(spec.name, rows)
+
+    def flush(self) -> None:
+        self.client.flush(self._require_spec().name)
+
+    # -- index -----------------------------------------------------------------------------
+    def build_index(self, index_type: str, build_params: Mapping[str, Any]) -> dict[str, Any]:
+        spec = self._require_spec()
+        self.client.release_collection(spec.name)
+        for name in self.client.list_indexes(spec.name):
+            self.client.drop_index(spec.name, name)
+        index_params = self.client.prepare_index_params()
+        # Nested under "params": milvus-lite silently drops flat build params; servers accept both.
+        index_params.add_index(field_name=VECTOR_FIELD, index_name=VECTOR_FIELD, index_type=index_type,
+                               metric_type=spec.metric, params={"params": dict(build_params)})
+        try:
+            # sync=False: we wait ourselves, with a timeout and an indexed-row check (and pymilvus's
+            # own wait calls AllocTimestamp, which milvus-lite does not implement).
+            self.client.create_index(spec.name, index_params, sync=False)
+            described = self._wait_for_index(index_type)
+        except BaseException:
+            # A failed build leaves a phantom index that breaks load() later.
+            self._drop_index_quietly()
+            raise
+        self._check_params_arrived(index_type, build_params, described)
+        return described
+
+    def _wait_for_index(self, index_type: str) -> dict[str, Any]:
+        spec = self._require_spec()
+        deadline = time.monotonic() + self.cfg.index_timeout_s
+        while True:
+            described = dict(self.client.describe_index(spec.name, VECTOR_FIELD) or {})
+            state = str(described.get("state", "Finished"))
+            total, indexed = described.get("total_rows"), described.get("indexed_rows")
+            if state.endswith("Finished") and (total is None or indexed == total):
+                return described
+            if state.endswith("Failed"):
+                raise BenchError(f"index {index_type} failed to build: {described.get('index_state_fail_reason', '')}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"index {index_type} did not finish building within {self.cfg.index_timeout_s:.0f} s "
+                                 f"(state {state}, {indexed}/{total} rows indexed): this store cannot build it; "
+                                 f"raise store.index_timeout_s or choose another index")
+            time.sleep(0.2)
+
+    @staticmethod
+    def _check_params_arrived(index_type: str, build_params: Mapping[str, Any], described: Mapping[str, Any]) -> None:
+        reported = described.get("params")
+        if isinstance(reported, str):
+            reported = json.loads(reported)
+        if not isinstance(reported, Mapping):
+            # Servers report build params flat, as strings, next to index_type and metric_type.
+            reported = {k: v for k, v in described.items() if k in build_params}
+        for key, value in build_params.items():
+            if key in reported and str(reported[key]).lower() != str(value).lower():
+                raise BenchError(f"index {index_type}: asked for {key}={value} but Milvus reports "
+                                 f"{key}={reported[key]}; refusing to benchmark the wrong index")
+            if key not in reported:
+                raise BenchError(f"index {index_type}: build parameter {key}={value} did not reach Milvus "
+                                 f"(describe_index: {dict(described)})")
+
+    def _drop_index_quietly(self) -> None:
+        spec = self._require_spec()
+        try:
+            for name in self.client.list_indexes(spec.name):
+                self.client.drop_index(spec.name, name)
+        except Exception as err:  # the original failure matters more than this clean-up
+            log.warning("could not drop the failed index: %s", err)
+
+    def load(self) -> None:
+        self.client.load_collection(self._require_spec().name)
+
+    # -- search ----------------------------------------------------------------------------
+    def search(self, vectors: np.ndarray, k: int, params: Mapping[str, Any],
+               with_paths: bool = False) -> SearchHits:
+        spec = self._require_spec()
+        results = self.client.search(
+            spec.name, data=vectors.tolist(), limit=k, anns_field=VECTOR_FIELD,
+            search_params={"metric_type": spec.metric, "params": dict(params)},
+            # Ask for the primary key alone: with no output fields milvus-lite returns every field,
+            # vectors included, which would make "search alone" slower than search plus paths.
+            output_fields=["path"] if with_paths else ["id"],
+            consistency_level=self.cfg.consistency_level,
+        )
+        ids = np.full((len(results), k), -1, dtype=np.int64)
+        distances = np.full((len(results), k), np.nan, dtype=np.float32)
+        paths: list[list[str]] | None = [] if with_paths else None
+        for row, hits in enumerate(results):
+            for col, hit in enumerate(hits[:k]):
+                ids[row, col] = hit["id"]
+                distances[row, col] = hit["distance"]
+            if paths is not None:
+                paths.append([hit["entity"]["path"] for hit in hits[:k]])
+        return SearchHits(ids=ids, distances=distances, paths=paths)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def drop(self) -> None:
+        spec = self._require_spec()
+        if self.client.has_collection(spec.name):
+            self.client.drop_collection(spec.name)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _require_spec(self) -> CollectionSpec:
+        if self._spec is None:
+            raise RuntimeError("prepare() must be called before using the collection")
+        return self._spec

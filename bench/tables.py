@@ -1,0 +1,110 @@
+"""Results as pandas tables: one row per model, per index build, per search point.
+
+Column names carry their units. The same functions serve a single run's tables and the
+comparison report, so a number is formatted one way everywhere.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+
+def _weights_label(weights: dict[str, Any] | None) -> str:
+    if not weights:
+        return "?"
+    kind = weights.get("kind", "?")
+    if kind == "random":
+        return f"random(seed={weights.get('seed')})"
+    if kind == "file":
+        return f"file({str(weights.get('sha256') or '')[:8]})"
+    return kind
+
+
+def _store_label(result: dict) -> str:
+    store = result.get("provenance", {}).get("store", {})
+    return f"{store.get('kind', '?')} {store.get('version', '')}".strip()
+
+
+def model_table(results: Iterable[dict]) -> pd.DataFrame:
+    rows, seen = [], set()
+    for r in results:
+        model = r.get("model")
+        if not model or model.get("name") in seen:
+            continue
+        seen.add(model["name"])
+        conv, emb = model.get("conversion", {}), model.get("embedding", {})
+        parity = conv.get("parity") or {}
+        b1 = emb.get("batch1_latency", {})
+        rows.append({
+            "model": model["name"], "weights": _weights_label(model.get("weights")), "dim": model.get("embedding_dim"),
+            "onnx MB": (model.get("onnx_bytes") or 0) / 1e6, "convert s": conv.get("seconds"),
+            "parity max rel": parity.get("max_rel_diff"), "parity min cos": parity.get("min_cosine"),
+            "embedded": emb.get("num_embedded"), "skipped": emb.get("num_skipped"),
+            "e2e img/s": emb.get("images_per_s_end_to_end"), "infer img/s": emb.get("images_per_s_inference"),
+            "decode+prep s": emb.get("decode_preprocess_s"), "infer s": emb.get("inference_s"),
+            "b1 p50 ms": b1.get("p50_ms"), "b1 p95 ms": b1.get("p95_ms"), "b1 p99 ms": b1.get("p99_ms"),
+            "from cache": bool(emb.get("from_cache")),
+        })
+    return pd.DataFrame(rows)
+
+
+def load_table(results: Iterable[dict]) -> pd.DataFrame:
+    rows = []
+    for r in results:
+        index = r.get("index")
+        if not index:
+            continue
+        load = index.get("load", {})
+        rows.append({
+            "model": r["model"]["name"], "index": index["type"], "store": _store_label(r),
+            "build params": _params(index.get("build_params", {})), "rows": load.get("rows"),
+            "insert rows/s": load.get("insert_rows_per_s"), "insert s": load.get("insert_s"),
+            "flush s": load.get("flush_s"), "build s": load.get("build_s"), "load s": load.get("load_s"),
+            "reused collection": bool(load.get("reused")),
+        })
+    return pd.DataFrame(rows)
+
+
+def _params(params: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in params.items()) or "-"
+
+
+def search_table(results: Iterable[dict]) -> pd.DataFrame:
+    rows = []
+    for r in results:
+        search = r.get("search")
+        if not search:
+            continue
+        k = search["top_k"]
+        for point in search["points"]:
+            lat, e2e, paths = point["latency"], point["end_to_end_latency"], point["resolve_latency"]
+            row = {
+                "model": r["model"]["name"], "weights": _weights_label(r["model"].get("weights")),
+                "index": r["index"]["type"], "search params": point["label"], "metadata": r["metadata"]["kind"],
+                f"recall@{k}": point["recall_at_k"], f"precision@{k}": point["precision_at_k"],
+                "p50 ms": lat["p50_ms"], "p95 ms": lat["p95_ms"], "p99 ms": lat["p99_ms"],
+                "paths p50 ms": paths["p50_ms"], "e2e p50 ms": e2e["p50_ms"], "e2e p99 ms": e2e["p99_ms"],
+                "batch QPS": point["batch_qps"],
+            }
+            for threads, qps in point["concurrent_qps"].items():
+                row[f"QPS@{threads}thr"] = qps
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    return df.to_markdown(index=False, floatfmt=".4g") if not df.empty else "_(no rows)_"
+
+
+def write_tables(tables: dict[str, pd.DataFrame], outdir: Path, header: str = "") -> Path:
+    """Write each table as CSV and all of them into one Markdown file; return the Markdown path."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    parts = [header] if header else []
+    for name, df in tables.items():
+        df.to_csv(outdir / f"{name}.csv", index=False)
+        parts.append(f"## {name.replace('_', ' ')}\n\n{to_markdown(df)}\n")
+    md = outdir / "tables.md"
+    md.write_text("\n".join(parts))
+    return md
