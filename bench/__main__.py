@@ -31,8 +31,8 @@ def main(cfg: DictConfig) -> None:
     try:
         result = run(typed, outdir)
     except BenchError as err:
-        log.error("%s / %s failed: %s", cfg.model.name, cfg.index.type, err)
-        if multirun:  # one bad job is recorded and listed in the report; the sweep goes on
+        if multirun:  # one bad job is recorded (results.json, status failed) and the sweep goes on
+            log.error("%s / %s failed: %s", cfg.model.name, cfg.index.type, err)
             return
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -28,10 +30,24 @@ VECTOR_FIELD = "vector"
 MAX_PATH_LENGTH = 4096
 MAX_LABELS = 256
 FINGERPRINT_PROPERTY = "bench.fingerprint"
+DEFAULT_PORT = 19530
 
 
-def _server_address(cfg: StoreConfig) -> str:
-    return cfg.uri
+def public_address(uri: str) -> str:
+    """The uri without any user:password part, fit for messages and logs."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https", "tcp", "grpc") and parts.hostname:
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
+    return uri
+
+
+def _host_port(uri: str) -> tuple[str, int]:
+    parts = urlsplit(uri if "://" in uri else f"http://{uri}")
+    if not parts.hostname:
+        raise BenchError(f"store.uri={public_address(uri)!r}: a Milvus server needs http://host:port "
+                         f"(e.g. http://localhost:19530)")
+    return parts.hostname, parts.port or DEFAULT_PORT
 
 
 class MilvusStore:
@@ -41,18 +57,40 @@ class MilvusStore:
         self.cfg = cfg
         self.kind = cfg.kind
         self._spec: CollectionSpec | None = None
+        # The token itself is never logged, put in a message or written to results: only the
+        # name of the variable that holds it is part of the config.
         token = os.environ.get(cfg.token_env, "") if cfg.token_env else ""
+        address = public_address(cfg.uri)
         if cfg.kind == "milvus_lite":
             if not cfg.uri.endswith(".db"):
-                raise BenchError(f"store.uri={cfg.uri!r}: milvus-lite needs a local file ending in .db "
+                raise BenchError(f"store.uri={address!r}: milvus-lite needs a local file ending in .db "
                                  f"(for a server use store=milvus_server store.uri=http://host:19530)")
             Path(cfg.uri).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            self._check_reachable(address)
         try:
             self.client = MilvusClient(uri=cfg.uri, token=token, timeout=cfg.connect_timeout_s)
             self._version = self.client.get_server_version()
         except Exception as err:  # pymilvus raises several types for the same failure
-            raise BenchError(f"cannot reach Milvus at {_server_address(cfg)} ({type(err).__name__}): start it "
-                             f"(docker compose up -d) or set store.uri") from None
+            if cfg.kind == "milvus_lite":
+                raise BenchError(f"cannot open milvus-lite at {address} ({type(err).__name__}): "
+                                 f"check the file, or delete it if it is damaged") from None
+            # The port answered, so the handshake failed: most often credentials (or not Milvus at all).
+            where = f"${cfg.token_env}" if cfg.token_env else "store.token_env"
+            raise BenchError(f"Milvus at {address} refused the connection ({type(err).__name__}): check the token "
+                             f"or user:password in {where} ({'set' if token else 'not set'}) and that the "
+                             f"port is Milvus's gRPC port") from None
+
+    def _check_reachable(self, address: str) -> None:
+        """A plain TCP connect first: a clear "cannot reach" within connect_timeout_s, never a hang."""
+        host, port = _host_port(self.cfg.uri)
+        try:
+            socket.create_connection((host, port), timeout=self.cfg.connect_timeout_s).close()
+        except OSError as err:
+            reason = type(err).__name__ if not isinstance(err, socket.timeout) else \
+                f"no answer within {self.cfg.connect_timeout_s:g} s"
+            raise BenchError(f"cannot reach Milvus at {address} ({reason}): start it (docker compose up -d) "
+                             f"or set store.uri") from None
 
     # -- facts -----------------------------------------------------------------------------
     def server_version(self) -> str:
