@@ -65,6 +65,9 @@ class StoreConfig:
     # Name of the environment variable holding a token or "user:password".
     token_env: str = "MILVUS_TOKEN"
     consistency_level: str = "Bounded"
+    # Collection name; null derives one per model, dataset and data fingerprint. A name you set
+    # is checked: a collection of that name holding other data is refused (or replaced with recreate).
+    collection: Optional[str] = None
     recreate: bool = False
     insert_batch_size: int = 512
     index_timeout_s: float = 600.0

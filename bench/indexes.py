@@ -6,6 +6,7 @@ so every check that can fail later fails here, before any work starts.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -59,9 +60,9 @@ def validate_index(index_type: str, build: Mapping[str, Any], search_points: lis
     if spec is None:
         raise BenchError(f"unknown index type {index_type!r}: choose one of {', '.join(INDEX_TYPES)} (conf/index/)")
     if store not in spec.stores:
-        others = ", ".join(sorted(spec.stores))
-        raise BenchError(f"index {index_type} is not supported by store {store}; it runs on: {others} "
-                         f"(e.g. store=milvus_server)")
+        where = " or ".join(f"store={s}" for s in sorted(spec.stores))
+        hint = " (a Milvus server: `docker compose up -d`, see README)" if SERVER in spec.stores else ""
+        raise BenchError(f"index {index_type} is not supported by store {store}: run it with {where}{hint}")
     if metric not in METRICS:
         raise BenchError(f"search.metric={metric!r} is not supported: choose one of {', '.join(METRICS)}")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0:
@@ -87,11 +88,35 @@ def validate_index(index_type: str, build: Mapping[str, Any], search_points: lis
             raise BenchError(f"index {index_type}: nprobe={point['nprobe']} exceeds nlist={build['nlist']}")
         if "ef" in point and point["ef"] < top_k:
             raise BenchError(f"index {index_type}: ef={point['ef']} must be >= search.top_k={top_k}")
+        if "reorder_k" in point and point["reorder_k"] < top_k:
+            raise BenchError(f"index {index_type}: reorder_k={point['reorder_k']} must be >= search.top_k={top_k}")
         if "search_list" in point and point["search_list"] < top_k:
             raise BenchError(f"index {index_type}: search_list={point['search_list']} must be >= search.top_k={top_k}")
     if dim is not None and "m" in build and dim % build["m"]:
         raise BenchError(f"index {index_type}: m={build['m']} must divide the embedding dim {dim}")
     return spec
+
+
+def parse_server_version(version: str) -> tuple[int, ...] | None:
+    """(2, 3, 5) from "v2.3.5-lite" or "2.6.0"; None when the string holds no version."""
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
+    return tuple(int(g) for g in match.groups() if g is not None) if match else None
+
+
+def check_server_version(index_type: str, store: str, version: str) -> None:
+    """Refuse an index type the connected Milvus server is too old to build (e.g. HNSW_SQ before 2.5).
+
+    Only servers are checked: milvus-lite reports its own package version, and its index list is
+    already in INDEX_TYPES[...].stores.
+    """
+    spec = INDEX_TYPES.get(index_type)
+    if spec is None or store != SERVER:
+        return
+    parsed = parse_server_version(version)
+    if parsed is not None and parsed[:2] < spec.minimum_server:
+        needed = ".".join(map(str, spec.minimum_server))
+        raise BenchError(f"index {index_type} needs Milvus {needed} or newer, but the server at store.uri is "
+                         f"{version}: upgrade it (docker-compose.yml runs a current one) or choose another index")
 
 
 def point_label(params: Mapping[str, Any]) -> str:

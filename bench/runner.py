@@ -23,12 +23,13 @@ from bench.convert import ConvertedModel, ensure_onnx
 from bench.dataset import Dataset, ImageRecord, load_dataset, split_queries
 from bench.embed import Embeddings, embed_images
 from bench.errors import BenchError
-from bench.indexes import point_label, validate_index
+from bench.indexes import check_server_version, point_label, validate_index
 from bench.metadata import MetadataStore, open_metadata
 from bench.results import RunResult
 from bench.search import measure_point
 from bench.stores import CollectionSpec, VectorStore, open_store
 from bench.tables import load_table, model_table, search_table, to_markdown, write_tables
+from bench.urls import redact_config
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -50,14 +51,24 @@ def validate(cfg: Config) -> None:
         raise BenchError(f"search.concurrency={list(cfg.search.concurrency)} must hold positive thread counts")
 
 
-def collection_name(model: str, dataset: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", f"bench_{model}_{dataset}")
-
-
-def _fingerprint(model: ConvertedModel, corpus_ids: np.ndarray) -> str:
-    h = hashlib.sha256(f"{model.onnx_sha256}|{model.preprocessing}|{model.input_size}".encode())
+def _fingerprint(model: ConvertedModel, corpus_ids: np.ndarray, with_paths: bool) -> str:
+    """Identifies what a collection holds: the model's vectors of these images, with or without paths."""
+    h = hashlib.sha256(f"{model.onnx_sha256}|{model.preprocessing}|{model.input_size}|{with_paths}".encode())
     h.update(np.ascontiguousarray(corpus_ids, dtype=np.int64).tobytes())
     return h.hexdigest()[:32]
+
+
+def _paths_namespace(dataset: str, ids: np.ndarray, paths: dict[int, str]) -> str:
+    digest = hashlib.sha256("\n".join(f"{int(i)}={paths[int(i)]}" for i in ids).encode()).hexdigest()
+    return f"{dataset}_{digest[:8]}"
+
+
+def collection_name(cfg: Config, model: str, dataset: str, fingerprint: str) -> str:
+    """store.collection when set; else one name per distinct data, so runs of other configs
+    (another input size, sample size or metadata backend) never collide with this one."""
+    if cfg.store.collection:
+        return cfg.store.collection
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"bench_{model}_{dataset}_{fingerprint[:8]}")
 
 
 def _split_embeddings(emb: Embeddings, records: list[ImageRecord]) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +81,9 @@ def _split_embeddings(emb: Embeddings, records: list[ImageRecord]) -> tuple[np.n
 def run(cfg: Config, outdir: Path) -> RunResult:
     resolved = OmegaConf.to_container(OmegaConf.structured(cfg) if not OmegaConf.is_config(cfg) else cfg,
                                       resolve=True)
-    result = RunResult(outdir, resolved, provenance.collect(PROJECT_ROOT))
+    # Secrets never reach results.json: tokens live in env vars (named by the config), and a
+    # password written into a URL is masked.
+    result = RunResult(outdir, redact_config(resolved), provenance.collect(PROJECT_ROOT))
     try:
         _run_stages(cfg, result)
     except BenchError as err:
@@ -118,13 +131,21 @@ def _run_stages(cfg: Config, result: RunResult) -> None:
     result.set("exact", quality_of(exact_ids))
 
     store = open_store(cfg.store)
-    metadata = open_metadata(cfg.metadata, collection_name(model.name, dataset.name))
+    try:
+        check_server_version(cfg.index.type, cfg.store.kind, store.server_version())
+        # id -> path belongs to the images, not the model: one namespace per distinct image list.
+        metadata = open_metadata(cfg.metadata, namespace=_paths_namespace(dataset.name, corpus_ids, paths))
+    except BaseException:
+        store.close()
+        raise
     try:
         result.data["provenance"]["store"] = {"kind": cfg.store.kind, "version": store.server_version(),
                                               "consistency_level": cfg.store.consistency_level}
         result.set("metadata", metadata.describe())
-        spec = CollectionSpec(name=collection_name(model.name, dataset.name), dim=model.embedding_dim, metric=metric,
-                              fingerprint=_fingerprint(model, corpus_ids), with_paths=metadata.paths_in_search)
+        fingerprint = _fingerprint(model, corpus_ids, metadata.paths_in_search)
+        spec = CollectionSpec(name=collection_name(cfg, model.name, dataset.name, fingerprint),
+                              dim=model.embedding_dim, metric=metric, fingerprint=fingerprint,
+                              with_paths=metadata.paths_in_search)
         load = _load(store, metadata, spec, corpus_ids, corpus_vectors, paths, labels, cfg)
         described = _timed_build(store, cfg, load)
         result.set("index", {"type": cfg.index.type, "build_params": dict(cfg.index.build),

@@ -23,6 +23,7 @@ import numpy as np
 from bench.config import StoreConfig
 from bench.errors import BenchError
 from bench.stores.base import CollectionSpec, SearchHits
+from bench.urls import public_url
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +32,38 @@ MAX_PATH_LENGTH = 4096
 MAX_LABELS = 256
 FINGERPRINT_PROPERTY = "bench.fingerprint"
 DEFAULT_PORT = 19530
-
-
-def public_address(uri: str) -> str:
-    """The uri without any user:password part, fit for messages and logs."""
-    parts = urlsplit(uri)
-    if parts.scheme in ("http", "https", "tcp", "grpc") and parts.hostname:
-        port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
-    return uri
+# Milvus servers build no index for a segment under this many rows (indexCoord's
+# minSegmentNumRowsToEnableIndex default); they report the index "Finished" all the same.
+MIN_ROWS_TO_INDEX = 1024
 
 
 def _host_port(uri: str) -> tuple[str, int]:
     parts = urlsplit(uri if "://" in uri else f"http://{uri}")
     if not parts.hostname:
-        raise BenchError(f"store.uri={public_address(uri)!r}: a Milvus server needs http://host:port "
+        raise BenchError(f"store.uri={public_url(uri)!r}: a Milvus server needs http://host:port "
                          f"(e.g. http://localhost:19530)")
     return parts.hostname, parts.port or DEFAULT_PORT
+
+
+def _difference(existing: str | None, spec: CollectionSpec) -> str:
+    """What differs between an existing collection's fingerprint property and ours, in words."""
+    try:
+        theirs = json.loads(existing) if existing else None
+    except ValueError:
+        theirs = None
+    if not isinstance(theirs, dict):
+        return "it was not created by bench"
+    if theirs.get("dim") != spec.dim:
+        return f"dim {theirs.get('dim')}, ours is {spec.dim}"
+    if theirs.get("with_paths") != spec.with_paths:
+        return ("it has a path field, for metadata=milvus" if theirs.get("with_paths")
+                else "it has no path field; metadata=milvus needs one")
+    return "another model, weights or image list"
+
+
+def _wire_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Booleans as the strings Milvus expects: SCANN's with_raw_data must be "true", not true."""
+    return {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in params.items()}
 
 
 class MilvusStore:
@@ -57,10 +73,11 @@ class MilvusStore:
         self.cfg = cfg
         self.kind = cfg.kind
         self._spec: CollectionSpec | None = None
+        self._rows = 0
         # The token itself is never logged, put in a message or written to results: only the
         # name of the variable that holds it is part of the config.
         token = os.environ.get(cfg.token_env, "") if cfg.token_env else ""
-        address = public_address(cfg.uri)
+        address = public_url(cfg.uri)
         if cfg.kind == "milvus_lite":
             if not cfg.uri.endswith(".db"):
                 raise BenchError(f"store.uri={address!r}: milvus-lite needs a local file ending in .db "
@@ -87,8 +104,10 @@ class MilvusStore:
         try:
             socket.create_connection((host, port), timeout=self.cfg.connect_timeout_s).close()
         except OSError as err:
-            reason = type(err).__name__ if not isinstance(err, socket.timeout) else \
-                f"no answer within {self.cfg.connect_timeout_s:g} s"
+            if isinstance(err, TimeoutError):
+                reason = f"no answer within {self.cfg.connect_timeout_s:g} s"
+            else:
+                reason = type(err).__name__
             raise BenchError(f"cannot reach Milvus at {address} ({reason}): start it (docker compose up -d) "
                              f"or set store.uri") from None
 
@@ -99,14 +118,16 @@ class MilvusStore:
     # -- collection ------------------------------------------------------------------------
     def prepare(self, spec: CollectionSpec, num_rows: int) -> bool:
         self._spec = spec
+        self._rows = num_rows
         description = json.dumps({"dim": spec.dim, "fingerprint": spec.fingerprint, "with_paths": spec.with_paths})
         if self.client.has_collection(spec.name):
             existing = self.client.describe_collection(spec.name).get("properties", {}).get(FINGERPRINT_PROPERTY)
             rows = int(self.client.get_collection_stats(spec.name).get("row_count", -1))
             if not self.cfg.recreate:
                 if existing != description:
-                    raise BenchError(f"collection {spec.name!r} at {self.cfg.uri} holds other data (another model, "
-                                     f"dim or image list): rerun with store.recreate=true to replace it")
+                    raise BenchError(f"collection {spec.name!r} at {public_url(self.cfg.uri)} holds other "
+                                     f"data ({_difference(existing, spec)}): rerun with store.recreate=true "
+                                     f"to replace it")
                 if rows == num_rows:
                     log.info("reusing collection %s (%d rows, same data)", spec.name, rows)
                     return True
@@ -146,13 +167,18 @@ class MilvusStore:
     # -- index -----------------------------------------------------------------------------
     def build_index(self, index_type: str, build_params: Mapping[str, Any]) -> dict[str, Any]:
         spec = self._require_spec()
+        if self.kind == "milvus_server" and self._rows < MIN_ROWS_TO_INDEX:
+            log.warning("%d rows is below the %d a Milvus server needs before it builds any index: it reports %s "
+                        "as built and searches by brute force (use a larger dataset to measure the index)",
+                        self._rows, MIN_ROWS_TO_INDEX, index_type)
         self.client.release_collection(spec.name)
         for name in self.client.list_indexes(spec.name):
             self.client.drop_index(spec.name, name)
         index_params = self.client.prepare_index_params()
-        # Nested under "params": milvus-lite silently drops flat build params; servers accept both.
+        # Nested under "params": milvus-lite silently drops flat build params; servers accept both
+        # (Milvus 2.3.5 applies the nested ones: nlist=1 gives recall 1.0 at nprobe=1, measured).
         index_params.add_index(field_name=VECTOR_FIELD, index_name=VECTOR_FIELD, index_type=index_type,
-                               metric_type=spec.metric, params={"params": dict(build_params)})
+                               metric_type=spec.metric, params={"params": _wire_params(build_params)})
         try:
             # sync=False: we wait ourselves, with a timeout and an indexed-row check (and pymilvus's
             # own wait calls AllocTimestamp, which milvus-lite does not implement).
@@ -177,9 +203,10 @@ class MilvusStore:
             if state.endswith("Failed"):
                 raise BenchError(f"index {index_type} failed to build: {described.get('index_state_fail_reason', '')}")
             if time.monotonic() > deadline:
-                raise BenchError(f"index {index_type} did not finish building within {self.cfg.index_timeout_s:.0f} s "
-                                 f"(state {state}, {indexed}/{total} rows indexed): this store cannot build it; "
-                                 f"raise store.index_timeout_s or choose another index")
+                raise BenchError(f"index {index_type} did not finish building on {self.kind} {self._version} within "
+                                 f"{self.cfg.index_timeout_s:g} s (state {state}, {indexed}/{total} rows indexed): "
+                                 f"this server may never build it; choose another index, or raise "
+                                 f"store.index_timeout_s")
             time.sleep(0.2)
 
     @staticmethod
