@@ -31,3 +31,19 @@ gate: setup
 
 clean:
 	rm -rf reports/runs reports/multirun reports/cache reports/milvus_lite.db data models/*.onnx models/*.json
+
+# Regression gate helpers (issue 5). `make baseline` re-measures reports/baseline/ on purpose;
+# commit the result together with the change that explains it.
+.PHONY: baseline benchmarks
+
+baseline: setup
+	$(PY) -m bench.gate --update-baseline
+
+# Hot-path micro-benchmarks, saved per machine (CPU model + cores, not just OS/Python) and failed
+# on a median slowdown beyond 25 % against that machine's previous saved run. The first run on a
+# machine has nothing to compare with, and pytest-benchmark refuses --benchmark-compare-fail then.
+BENCH_STORAGE = .benchmarks/$(shell $(PY) -m bench.gate --print-machine-key)
+benchmarks: setup
+	$(PY) -m pytest tests/benchmarks --benchmark-enable --benchmark-autosave \
+		--benchmark-storage=file://$(BENCH_STORAGE) \
+		$$(ls $(BENCH_STORAGE)/*/*.json >/dev/null 2>&1 && echo --benchmark-compare --benchmark-compare-fail=median:25%)
