@@ -111,10 +111,7 @@ class Config:
 
 
 def register_configs() -> None:
-    cs = ConfigStore.instance()
-    cs.store(name="config_schema", node=Config)
-    cs.store(group="model", name="model_schema", node=ModelConfig)
-    cs.store(group="dataset", name="dataset_schema", node=DatasetConfig)
-    cs.store(group="index", name="index_schema", node=IndexConfig)
-    cs.store(group="store", name="store_schema", node=StoreConfig)
-    cs.store(group="metadata", name="metadata_schema", node=MetadataConfig)
+    # Only the root schema: it types every group's node, so each YAML file in conf/<group>/ is
+    # validated against its dataclass. (Registering per-group schemas too would make them
+    # selectable options, e.g. in `index=glob(*)`.)
+    ConfigStore.instance().store(name="config_schema", node=Config)
