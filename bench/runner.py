@@ -9,7 +9,7 @@ import hashlib
 import logging
 import re
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from tqdm import tqdm
 from bench import evaluate, provenance
 from bench.config import Config
 from bench.convert import ConvertedModel, ensure_onnx
-from bench.dataset import Dataset, ImageRecord, load_dataset, split_queries
+from bench.dataset import ImageRecord, load_dataset, split_queries
 from bench.embed import Embeddings, embed_images
 from bench.errors import BenchError
 from bench.indexes import check_server_version, point_label, validate_index
@@ -96,45 +96,73 @@ def run(cfg: Config, outdir: Path) -> RunResult:
     return result
 
 
+@dataclass
+class _Vectors:
+    """The embedded corpus and queries, with what evaluation needs to know about each image."""
+    model: ConvertedModel
+    dataset_name: str
+    corpus_ids: np.ndarray
+    corpus_vectors: np.ndarray
+    query_ids: np.ndarray
+    query_vectors: np.ndarray
+    labels: dict[int, set[int]]
+    paths: dict[int, str]
+
+
 def _run_stages(cfg: Config, result: RunResult) -> None:
     validate(cfg)
+    vectors = _convert_and_embed(cfg, result)
     k, metric = cfg.search.top_k, cfg.search.metric
+    exact_rows, exact_distances = evaluate.exact_topk(vectors.corpus_vectors, vectors.query_vectors, k, metric)
+    exact_ids = vectors.corpus_ids[exact_rows]
+    quality_of = _CategoryQuality(vectors.labels, vectors.query_ids, vectors.corpus_ids, k)
+    result.set("exact", quality_of(exact_ids))
+    topk = {"query_ids": vectors.query_ids, "exact_ids": exact_ids, "exact_distances": exact_distances,
+            "random_pair_distances": evaluate.random_pair_distances(vectors.corpus_vectors, metric, RANDOM_PAIRS,
+                                                                    seed=0)}
+    _load_and_search(cfg, result, vectors, exact_ids, quality_of, topk)
+    result.save_topk(topk)
 
+
+def _convert_and_embed(cfg: Config, result: RunResult) -> _Vectors:
+    k = cfg.search.top_k
     dataset = load_dataset(cfg.dataset)
     corpus, queries = split_queries(dataset.images, cfg.dataset.num_queries, cfg.dataset.query_seed)
 
     model = ensure_onnx(cfg.model, Path(cfg.cache_dir))
     validate_index(cfg.index.type, cfg.index.build, list(cfg.index.search), store=cfg.store.kind,
-                   metric=metric, top_k=k, dim=model.embedding_dim)
+                   metric=cfg.search.metric, top_k=k, dim=model.embedding_dim)
     emb = embed_images(model, dataset.images, cfg.model, Path(cfg.embeddings_dir))
+    result.data["provenance"]["weights"] = model.weights
     result.set("model", {"name": model.name, "source": cfg.model.source, "embedding_dim": model.embedding_dim,
                          "onnx_path": model.onnx_path, "onnx_sha256": model.onnx_sha256,
                          "onnx_bytes": model.conversion.get("onnx_bytes"), "weights": model.weights,
                          "conversion": model.conversion, "embedding": emb.stats})
-    result.data["provenance"]["weights"] = model.weights
 
     corpus_ids, corpus_vectors = _split_embeddings(emb, corpus)
     query_ids, query_vectors = _split_embeddings(emb, queries)
     if len(query_ids) == 0 or len(corpus_ids) < k:
         raise BenchError(f"only {len(corpus_ids)} corpus and {len(query_ids)} query images could be embedded "
                          f"(top_k={k}): check the skipped images listed in results.json")
-    labels = {r.image_id: set(r.category_ids) for r in dataset.images}
-    paths = {r.image_id: str(r.path) for r in dataset.images}
     skipped = [asdict(s) for s in dataset.skipped] + [asdict(s) for s in emb.skipped]
     result.set("dataset", {"name": dataset.name, "num_images": len(dataset.images) + len(dataset.skipped),
                            "num_corpus": len(corpus_ids), "num_queries": len(query_ids), "skipped": skipped,
                            "num_skipped": len(skipped), "query_image_ids": query_ids})
+    return _Vectors(model=model, dataset_name=dataset.name, corpus_ids=corpus_ids, corpus_vectors=corpus_vectors,
+                    query_ids=query_ids, query_vectors=query_vectors,
+                    labels={r.image_id: set(r.category_ids) for r in dataset.images},
+                    paths={r.image_id: str(r.path) for r in dataset.images})
 
-    exact_rows, exact_distances = evaluate.exact_topk(corpus_vectors, query_vectors, k, metric)
-    exact_ids = corpus_ids[exact_rows]
-    quality_of = _CategoryQuality(labels, query_ids, corpus_ids, k)
-    result.set("exact", quality_of(exact_ids))
 
+def _load_and_search(cfg: Config, result: RunResult, vectors: _Vectors, exact_ids: np.ndarray,
+                     quality_of: _CategoryQuality, topk: dict[str, np.ndarray]) -> None:
+    k, model = cfg.search.top_k, vectors.model
     store = open_store(cfg.store)
     try:
         check_server_version(cfg.index.type, cfg.store.kind, store.server_version())
         # id -> path belongs to the images, not the model: one namespace per distinct image list.
-        metadata = open_metadata(cfg.metadata, namespace=_paths_namespace(dataset.name, corpus_ids, paths))
+        metadata = open_metadata(cfg.metadata, namespace=_paths_namespace(vectors.dataset_name, vectors.corpus_ids,
+                                                                          vectors.paths))
     except BaseException:
         store.close()
         raise
@@ -142,27 +170,25 @@ def _run_stages(cfg: Config, result: RunResult) -> None:
         result.data["provenance"]["store"] = {"kind": cfg.store.kind, "version": store.server_version(),
                                               "consistency_level": cfg.store.consistency_level}
         result.set("metadata", metadata.describe())
-        fingerprint = _fingerprint(model, corpus_ids, metadata.paths_in_search)
-        spec = CollectionSpec(name=collection_name(cfg, model.name, dataset.name, fingerprint),
-                              dim=model.embedding_dim, metric=metric, fingerprint=fingerprint,
+        fingerprint = _fingerprint(model, vectors.corpus_ids, metadata.paths_in_search)
+        spec = CollectionSpec(name=collection_name(cfg, model.name, vectors.dataset_name, fingerprint),
+                              dim=model.embedding_dim, metric=cfg.search.metric, fingerprint=fingerprint,
                               with_paths=metadata.paths_in_search)
-        load = _load(store, metadata, spec, corpus_ids, corpus_vectors, paths, labels, cfg)
+        load = _load(store, metadata, spec, vectors, cfg)
         described = _timed_build(store, cfg, load)
         result.set("index", {"type": cfg.index.type, "build_params": dict(cfg.index.build),
                              "described_params": described, "load": load})
 
-        topk = {"query_ids": query_ids, "exact_ids": exact_ids, "exact_distances": exact_distances,
-                "random_pair_distances": evaluate.random_pair_distances(corpus_vectors, metric, RANDOM_PAIRS, seed=0)}
+        # Build once, then sweep every search-parameter point over the same index.
         points = []
         for i, params in enumerate(cfg.index.search):
             params = dict(params)
             label = point_label(params)
-            m = measure_point(store, metadata, query_vectors, params, cfg.search, label)
+            m = measure_point(store, metadata, vectors.query_vectors, params, cfg.search, label)
             points.append({"label": label, **m.summary(),
                            "recall_at_k": evaluate.recall_at_k(m.hits.ids, exact_ids, k), **quality_of(m.hits.ids)})
             topk[f"ids_{i}"], topk[f"distances_{i}"] = m.hits.ids, m.hits.distances
-            result.set("search", {"top_k": k, "metric": metric, "points": points})
-        result.save_topk(topk)
+            result.set("search", {"top_k": k, "metric": cfg.search.metric, "points": points})
     finally:
         metadata.close()
         store.close()
@@ -182,10 +208,11 @@ class _CategoryQuality:
         return evaluate.category_quality(self.query_labels, result_labels, self.k, self.num_relevant)
 
 
-def _load(store: VectorStore, metadata: MetadataStore, spec: CollectionSpec, ids: np.ndarray, vectors: np.ndarray,
-          paths: dict[int, str], labels: dict[int, set[int]], cfg: Config) -> dict[str, Any]:
+def _load(store: VectorStore, metadata: MetadataStore, spec: CollectionSpec, data: _Vectors,
+          cfg: Config) -> dict[str, Any]:
+    ids, vectors, labels = data.corpus_ids, data.corpus_vectors, data.labels
     rows = len(ids)
-    id_paths = [paths[int(i)] for i in ids]
+    id_paths = [data.paths[int(i)] for i in ids]
     reused = store.prepare(spec, rows)
     load: dict[str, Any] = {"rows": rows, "reused": reused, "insert_s": None, "insert_rows_per_s": None}
     if not reused:

@@ -17,20 +17,13 @@ import onnxruntime as ort
 import pytest
 
 from bench import convert
-from bench.config import ModelConfig
 from bench.convert import ConvertedModel, ensure_onnx, parity_metrics, sha256_file
 from bench.errors import BenchError
+from tests.helpers import SMALL_DIM, SMALL_SIZE, small_model_cfg
 
 REPO = Path(__file__).resolve().parents[1]
-SIZE = 64
-DIM = 1280  # MobileNetV2 with global pooling
-
-
-def small_cfg(**overrides) -> ModelConfig:
-    values = dict(name="mnv2", source="keras", architecture="MobileNetV2", weights="random", seed=0,
-                  input_size=SIZE, preprocessing="tf", pooling="avg", embedding_dim=DIM, batch_size=4, opset=17)
-    values.update(overrides)
-    return ModelConfig(**values)
+SIZE, DIM = SMALL_SIZE, SMALL_DIM
+small_cfg = small_model_cfg
 
 
 @pytest.fixture(scope="session")

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.config import ModelConfig
 from bench.convert import ConvertedModel, ensure_onnx
 from bench.dataset import ImageRecord
 from bench.embed import embed_images, embedding_cache_key
 from bench.errors import BenchError
+from tests.helpers import SMALL_DIM, SMALL_SIZE, small_model_cfg
 
-SIZE = 64
-DIM = 1280
+SIZE, DIM = SMALL_SIZE, SMALL_DIM
+small_cfg = small_model_cfg
 NUM_GOOD = 9
 HOOK_SLEEP_S = 0.05
 hook_calls: list[tuple[int, ...]] = []
@@ -32,13 +32,6 @@ def slow_hook(batch: np.ndarray) -> np.ndarray:
     hook_calls.append(batch.shape)
     time.sleep(HOOK_SLEEP_S)
     return batch
-
-
-def small_cfg(**overrides) -> ModelConfig:
-    values = dict(name="mnv2", source="keras", architecture="MobileNetV2", weights="random", seed=0,
-                  input_size=SIZE, preprocessing="tf", pooling="avg", embedding_dim=DIM, batch_size=4, opset=17)
-    values.update(overrides)
-    return ModelConfig(**values)
 
 
 @pytest.fixture(scope="session")

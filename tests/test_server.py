@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +28,7 @@ from bench.evaluate import exact_topk, recall_at_k
 from bench.indexes import check_server_version, parse_server_version
 from bench.stores import CollectionSpec, open_store
 from conftest import NETWORK_STATE, run_cli
+from tests.helpers import clustered as make_clustered
 
 HOST = "127.0.0.1"
 URI = f"http://{HOST}:19530"
@@ -101,12 +101,7 @@ def server_cfg(**overrides) -> StoreConfig:
 
 
 def clustered(n: int, seed: int = 0, clusters: int = 20) -> np.ndarray:
-    """Gaussian blobs on the unit sphere: like real embeddings (uniform noise makes ANN recall look broken)."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, DIM))
-    x = centres[rng.integers(0, clusters, n)] + 0.3 * rng.standard_normal((n, DIM))
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x.astype(np.float32)
+    return make_clustered(n, DIM, seed, clusters)
 
 
 def fill(store, vectors, name: str, fingerprint: str = "f1", with_paths: bool = True) -> bool:

@@ -8,17 +8,13 @@ from bench.config import StoreConfig
 from bench.errors import BenchError
 from bench.evaluate import exact_topk, recall_at_k
 from bench.stores import CollectionSpec, open_store
+from tests.helpers import clustered as make_clustered
 
 DIM = 32
 
 
 def clustered(n: int, seed: int = 0, clusters: int = 20) -> np.ndarray:
-    """Gaussian blobs on the unit sphere: like real embeddings, unlike uniform noise."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, DIM))
-    x = centres[rng.integers(0, clusters, n)] + 0.3 * rng.standard_normal((n, DIM))
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x.astype(np.float32)
+    return make_clustered(n, DIM, seed, clusters)
 
 
 @pytest.fixture
