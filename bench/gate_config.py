@@ -31,9 +31,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from bench import PROJECT_ROOT
 from bench.errors import BenchError
 
-GATE_DIR = Path(__file__).resolve().parent.parent / "conf" / "gate"
+GATE_DIR = PROJECT_ROOT / "conf" / "gate"
 KINDS = ("throughput", "latency", "build", "quality", "parity")
 DETERMINISTIC_KINDS = ("quality", "parity")
 

@@ -92,9 +92,15 @@ def validate_index(index_type: str, build: Mapping[str, Any], search_points: lis
             raise BenchError(f"index {index_type}: reorder_k={point['reorder_k']} must be >= search.top_k={top_k}")
         if "search_list" in point and point["search_list"] < top_k:
             raise BenchError(f"index {index_type}: search_list={point['search_list']} must be >= search.top_k={top_k}")
-    if dim is not None and "m" in build and dim % build["m"]:
-        raise BenchError(f"index {index_type}: m={build['m']} must divide the embedding dim {dim}")
+    if dim is not None:
+        check_dim(index_type, build, dim)
     return spec
+
+
+def check_dim(index_type: str, build: Mapping[str, Any], dim: int) -> None:
+    """The one check that needs the embedding dim, known only once the model is converted."""
+    if "m" in build and dim % build["m"]:
+        raise BenchError(f"index {index_type}: m={build['m']} must divide the embedding dim {dim}")
 
 
 def parse_server_version(version: str) -> tuple[int, ...] | None:
@@ -119,6 +125,11 @@ def check_server_version(index_type: str, store: str, version: str) -> None:
                          f"{version}: upgrade it (docker-compose.yml runs a current one) or choose another index")
 
 
+def format_params(params: Mapping[str, Any], empty: str) -> str:
+    """Parameters as 'k=v,k=v' (in config order), or `empty` when there are none."""
+    return ",".join(f"{k}={v}" for k, v in params.items()) or empty
+
+
 def point_label(params: Mapping[str, Any]) -> str:
     """A short, stable name for a search-parameter point, e.g. 'nprobe=8'."""
-    return ",".join(f"{k}={v}" for k, v in params.items()) or "default"
+    return format_params(params, "default")

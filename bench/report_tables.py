@@ -10,7 +10,8 @@ from typing import Iterable
 import pandas as pd
 
 from bench.evaluate import best_qps_at_recall
-from bench.tables import _params, _store_label, _weights_label
+from bench.indexes import format_params
+from bench.tables import NO_PARAMS, _store_label, _weights_label
 
 weights_label = _weights_label
 RECALL_THRESHOLDS = (0.9, 0.95, 0.99)
@@ -19,8 +20,8 @@ RECALL_THRESHOLDS = (0.9, 0.95, 0.99)
 def index_setting(result: dict) -> str:
     """Index type with its build params: two HNSW runs with a different M are different indexes."""
     index = result.get("index", {})
-    build = _params(index.get("build_params", {}))
-    return index.get("type", "?") if build == "-" else f"{index.get('type', '?')}({build})"
+    build = format_params(index.get("build_params", {}), NO_PARAMS)
+    return index.get("type", "?") if build == NO_PARAMS else f"{index.get('type', '?')}({build})"
 
 
 def _number(value: float | None) -> float:

@@ -25,11 +25,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
+from bench import PROJECT_ROOT
 from bench.compare import Comparison, compare_pairs, load_side
 from bench.errors import BenchError
 from bench.gate_config import GateConfig
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = PROJECT_ROOT
 RUN_TIMEOUT_S = 600
 
 

@@ -17,13 +17,13 @@ import numpy as np
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from bench import evaluate, provenance
+from bench import PROJECT_ROOT, evaluate, provenance
 from bench.config import Config
 from bench.convert import ConvertedModel, ensure_onnx
 from bench.dataset import ImageRecord, load_dataset, split_queries
 from bench.embed import Embeddings, embed_images
 from bench.errors import BenchError
-from bench.indexes import check_server_version, point_label, validate_index
+from bench.indexes import check_dim, check_server_version, point_label, validate_index
 from bench.metadata import MetadataStore, open_metadata
 from bench.results import RunResult
 from bench.search import measure_point
@@ -32,7 +32,6 @@ from bench.tables import load_table, model_table, search_table, to_markdown, wri
 from bench.urls import redact_config
 
 log = logging.getLogger(__name__)
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Random pairs sampled for the baseline distance distribution.
 RANDOM_PAIRS = 2000
 
@@ -130,8 +129,7 @@ def _convert_and_embed(cfg: Config, result: RunResult) -> _Vectors:
     corpus, queries = split_queries(dataset.images, cfg.dataset.num_queries, cfg.dataset.query_seed)
 
     model = ensure_onnx(cfg.model, Path(cfg.cache_dir))
-    validate_index(cfg.index.type, cfg.index.build, list(cfg.index.search), store=cfg.store.kind,
-                   metric=cfg.search.metric, top_k=k, dim=model.embedding_dim)
+    check_dim(cfg.index.type, cfg.index.build, model.embedding_dim)
     emb = embed_images(model, dataset.images, cfg.model, Path(cfg.embeddings_dir))
     result.data["provenance"]["weights"] = model.weights
     result.set("model", {"name": model.name, "source": cfg.model.source, "embedding_dim": model.embedding_dim,

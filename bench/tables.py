@@ -10,6 +10,10 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from bench.indexes import format_params
+
+NO_PARAMS = "-"  # build params of an index that takes none (FLAT, AUTOINDEX)
+
 
 def _weights_label(weights: dict[str, Any] | None) -> str:
     if not weights:
@@ -60,16 +64,12 @@ def load_table(results: Iterable[dict]) -> pd.DataFrame:
         load = index.get("load", {})
         rows.append({
             "model": r["model"]["name"], "index": index["type"], "store": _store_label(r),
-            "build params": _params(index.get("build_params", {})), "rows": load.get("rows"),
+            "build params": format_params(index.get("build_params", {}), NO_PARAMS), "rows": load.get("rows"),
             "insert rows/s": load.get("insert_rows_per_s"), "insert s": load.get("insert_s"),
             "flush s": load.get("flush_s"), "build s": load.get("build_s"), "load s": load.get("load_s"),
             "reused collection": bool(load.get("reused")),
         })
     return pd.DataFrame(rows)
-
-
-def _params(params: dict) -> str:
-    return ",".join(f"{k}={v}" for k, v in params.items()) or "-"
 
 
 def search_table(results: Iterable[dict]) -> pd.DataFrame:

@@ -122,12 +122,12 @@ class MilvusStore:
     def prepare(self, spec: CollectionSpec, num_rows: int) -> bool:
         self._spec = spec
         self._rows = num_rows
-        description = json.dumps({"dim": spec.dim, "fingerprint": spec.fingerprint, "with_paths": spec.with_paths})
+        identity = json.dumps({"dim": spec.dim, "fingerprint": spec.fingerprint, "with_paths": spec.with_paths})
         if self.client.has_collection(spec.name):
             existing = self.client.describe_collection(spec.name).get("properties", {}).get(FINGERPRINT_PROPERTY)
             rows = int(self.client.get_collection_stats(spec.name).get("row_count", -1))
             if not self.cfg.recreate:
-                if existing != description:
+                if existing != identity:
                     raise BenchError(f"collection {spec.name!r} at {public_url(self.cfg.uri)} holds other "
                                      f"data ({_difference(existing, spec)}): rerun with store.recreate=true "
                                      f"to replace it")
@@ -136,10 +136,10 @@ class MilvusStore:
                     return True
                 log.info("collection %s is incomplete (%d of %d rows): recreating it", spec.name, rows, num_rows)
             self.client.drop_collection(spec.name)
-        self._create(spec, description)
+        self._create(spec, identity)
         return False
 
-    def _create(self, spec: CollectionSpec, description: str) -> None:
+    def _create(self, spec: CollectionSpec, identity: str) -> None:
         from pymilvus import DataType, MilvusClient
 
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -150,7 +150,7 @@ class MilvusStore:
         schema.add_field("category_ids", DataType.ARRAY, element_type=DataType.INT64, max_capacity=MAX_LABELS)
         # A collection property, not the description: milvus-lite does not keep descriptions.
         self.client.create_collection(spec.name, schema=schema, consistency_level=self.cfg.consistency_level,
-                                      properties={FINGERPRINT_PROPERTY: description})
+                                      properties={FINGERPRINT_PROPERTY: identity})
 
     def insert(self, ids: np.ndarray, vectors: np.ndarray, paths: Sequence[str],
                labels: Sequence[Sequence[int]]) -> None:
