@@ -17,9 +17,9 @@ class ComparisonReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not config.get("report_on_multirun", True):
             return
-        from bench.report import build_report
-        from bench.runset import load_runset
-        from bench.tables import search_table, to_markdown
+        from bench.report.build import build_report
+        from bench.report.runset import load_runset
+        from bench.report.tables import search_table, to_markdown
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:

@@ -25,7 +25,7 @@ class ModelConfig:
     weights: str = "auto"
     seed: int = 0  # used for random weights
     input_size: int = 224
-    preprocessing: str = "caffe"  # see bench.preprocess.PREPROCESSORS
+    preprocessing: str = "caffe"  # see bench.models.preprocess.PREPROCESSORS
     pooling: str = "avg"  # avg | max
     embedding_dim: int = MISSING
     batch_size: int = 16

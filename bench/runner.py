@@ -17,19 +17,20 @@ import numpy as np
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from bench import PROJECT_ROOT, evaluate, provenance
+from bench import PROJECT_ROOT, provenance
 from bench.config import Config
-from bench.convert import ConvertedModel, ensure_onnx
-from bench.dataset import ImageRecord, load_dataset, split_queries
-from bench.embed import Embeddings, embed_images
+from bench.data.dataset import ImageRecord, load_dataset, split_queries
 from bench.errors import BenchError
-from bench.indexes import check_dim, check_server_version, point_label, validate_index
-from bench.metadata import MetadataStore, open_metadata
+from bench.measure import evaluate
+from bench.measure.search import measure_point
+from bench.models.convert import ConvertedModel, ensure_onnx
+from bench.models.embed import Embeddings, embed_images
+from bench.report.tables import load_table, model_table, search_table, to_markdown, write_tables
 from bench.results import RunResult
-from bench.search import measure_point
 from bench.stores import CollectionSpec, VectorStore, open_store
-from bench.tables import load_table, model_table, search_table, to_markdown, write_tables
-from bench.urls import redact_config
+from bench.stores.indexes import check_dim, check_server_version, point_label, validate_index
+from bench.stores.metadata import MetadataStore, open_metadata
+from bench.stores.urls import redact_config
 
 log = logging.getLogger(__name__)
 # Random pairs sampled for the baseline distance distribution.

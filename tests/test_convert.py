@@ -16,9 +16,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from bench import convert
-from bench.convert import ConvertedModel, ensure_onnx, parity_metrics, sha256_file
 from bench.errors import BenchError
+from bench.models import convert
+from bench.models.convert import ConvertedModel, ensure_onnx, parity_metrics, sha256_file
 from tests.helpers import SMALL_DIM, SMALL_SIZE, small_model_cfg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_onnx_output_matches_keras_on_a_fresh_batch(converted):
 
 
 def test_second_call_is_a_cache_hit(converted, models_dir, caplog):
-    with caplog.at_level(logging.INFO, logger="bench.convert"):
+    with caplog.at_level(logging.INFO, logger="bench.models.convert"):
         again = ensure_onnx(small_cfg(), models_dir)
     assert again.conversion["cached"] is True
     assert again.onnx_path == converted.onnx_path and again.onnx_sha256 == converted.onnx_sha256
@@ -103,7 +103,7 @@ def test_cached_run_does_not_import_tensorflow(converted, models_dir):
 import json, sys
 from pathlib import Path
 from bench.config import ModelConfig
-from bench.convert import ensure_onnx
+from bench.models.convert import ensure_onnx
 cfg = ModelConfig(name="mnv2", source="keras", architecture="MobileNetV2", weights="random", seed=0,
                   input_size={SIZE}, preprocessing="tf", pooling="avg", embedding_dim={DIM}, opset=17)
 model = ensure_onnx(cfg, Path({str(models_dir)!r}))
@@ -188,7 +188,7 @@ def test_imagenet_offline_names_the_fix(offline, tmp_path):
 
 
 def test_auto_offline_falls_back_to_seeded_random_loudly(offline, converted, models_dir, caplog):
-    with caplog.at_level(logging.WARNING, logger="bench.convert"):
+    with caplog.at_level(logging.WARNING, logger="bench.models.convert"):
         model = ensure_onnx(small_cfg(weights="auto"), models_dir)
     assert model.weights["kind"] == "random" and model.weights["seed"] == 0
     assert model.weights["fallback_from"] == "auto"

@@ -9,11 +9,11 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from bench import sample
 from bench.config import DatasetConfig
-from bench.dataset import ImageRecord, Skip, load_dataset, split_queries
+from bench.data import sample
+from bench.data.dataset import ImageRecord, Skip, load_dataset, split_queries
+from bench.data.sample import ANNOTATIONS_FILE, ensure_sample, generate_sample
 from bench.errors import BenchError
-from bench.sample import ANNOTATIONS_FILE, ensure_sample, generate_sample
 
 NUM_IMAGES = 40
 

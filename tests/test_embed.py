@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.convert import ConvertedModel, ensure_onnx
-from bench.dataset import ImageRecord
-from bench.embed import embed_images, embedding_cache_key
+from bench.data.dataset import ImageRecord
 from bench.errors import BenchError
+from bench.models.convert import ConvertedModel, ensure_onnx
+from bench.models.embed import embed_images, embedding_cache_key
 from tests.helpers import SMALL_DIM, SMALL_SIZE, small_model_cfg
 
 SIZE, DIM = SMALL_SIZE, SMALL_DIM

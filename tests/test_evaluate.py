@@ -1,4 +1,4 @@
-"""Tests for bench.evaluate: hand-made cases with the arithmetic written out, plus a recall check of
+"""Tests for bench.measure.evaluate: hand-made cases with the arithmetic written out, plus a recall check of
 a numpy IVF search on clustered vectors."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench.errors import BenchError
-from bench.evaluate import (
+from bench.measure.evaluate import (
     average_precision_per_query,
     best_qps_at_recall,
     category_quality,

@@ -20,7 +20,7 @@ import json, sys
 from pathlib import Path
 import onnxruntime as ort
 from bench.config import ModelConfig
-from bench.convert import ensure_onnx
+from bench.models.convert import ensure_onnx
 cfg = ModelConfig(**json.loads(sys.argv[1]))
 model = ensure_onnx(cfg, Path(sys.argv[2]))
 session = ort.InferenceSession(str(model.onnx_path), providers=["CPUExecutionProvider"])

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.compare import Comparison, compare_pairs, compare_paths, judge, match_points, Metric
 from bench.errors import BenchError
-from bench.gate import run_gate_config, write_baseline
-from bench.gate_config import load_gate_config
+from bench.gate.baseline import run_gate_config, write_baseline
+from bench.gate.compare import Comparison, compare_pairs, compare_paths, judge, match_points, Metric
+from bench.gate.config import load_gate_config
 from bench.results import load_results
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,8 +93,8 @@ def _git_head() -> str | None:
 def test_slowed_preprocessing_fails_the_timing_check(cfg):
     """HEAD and the working tree run in this test, the working tree with a 50 ms sleep per batch."""
     from bench.config import ModelConfig
-    from bench.convert import ensure_onnx
-    from bench.revisions import compare_against
+    from bench.models.convert import ensure_onnx
+    from bench.gate.revisions import compare_against
 
     # Kept short for a test: one pair, no warm-up runs, the smoke sample, and both sides on the
     # checkout's ONNX cache, converted here first so that neither timed run has TensorFlow loaded.

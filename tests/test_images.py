@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.images import ImageError, load_rgb
-from bench.sample import generate_sample
+from bench.data.images import ImageError, load_rgb
+from bench.data.sample import generate_sample
 
 SIZE = 32
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from bench.errors import BenchError
-from bench.indexes import INDEX_TYPES, point_label, validate_index
+from bench.stores.indexes import INDEX_TYPES, point_label, validate_index
 
 LITE = "milvus_lite"
 

@@ -10,9 +10,9 @@ import pytest
 
 from bench.config import MetadataConfig
 from bench.errors import BenchError
-from bench.metadata import MilvusFieldMetadata, open_metadata
-from bench.redis_metadata import PUT_CHUNK, RedisMetadata
 from bench.stores.base import SearchHits
+from bench.stores.metadata import MilvusFieldMetadata, open_metadata
+from bench.stores.redis_metadata import PUT_CHUNK, RedisMetadata
 
 
 def free_port() -> int:

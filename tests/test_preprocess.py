@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bench.errors import BenchError
-from bench.preprocess import PREPROCESSORS, get_preprocessor
+from bench.models.preprocess import PREPROCESSORS, get_preprocessor
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

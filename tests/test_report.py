@@ -18,14 +18,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bench.agreement import agreement_matrices, align_rows, pairwise_table
-from bench.distances import difference_table, distance_samples, metric_meaning, summary_table
-from bench.document import Table, table_markdown
 from bench.errors import BenchError
-from bench.evaluate import overlap_at_k
-from bench.report import build_report, default_outdir, main
-from bench.report_tables import operating_points_table
-from bench.runset import Run, group_compatible
+from bench.measure.evaluate import overlap_at_k
+from bench.report.agreement import agreement_matrices, align_rows, pairwise_table
+from bench.report.build import build_report, default_outdir, main
+from bench.report.comparison_tables import operating_points_table
+from bench.report.distances import difference_table, distance_samples, metric_meaning, summary_table
+from bench.report.document import Table, table_markdown
+from bench.report.runset import Run, group_compatible
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ["## Runs", "## 1. Models", "## 2. Indexes per model", "## 3. Operating points",

@@ -24,9 +24,9 @@ import pytest
 
 from bench.config import StoreConfig
 from bench.errors import BenchError
-from bench.evaluate import exact_topk, recall_at_k
-from bench.indexes import check_server_version, parse_server_version
+from bench.measure.evaluate import exact_topk, recall_at_k
 from bench.stores import CollectionSpec, open_store
+from bench.stores.indexes import check_server_version, parse_server_version
 from conftest import NETWORK_STATE, run_cli
 from tests.helpers import clustered as make_clustered
 

@@ -6,7 +6,7 @@ import pytest
 
 from bench.config import StoreConfig
 from bench.errors import BenchError
-from bench.evaluate import exact_topk, recall_at_k
+from bench.measure.evaluate import exact_topk, recall_at_k
 from bench.stores import CollectionSpec, open_store
 from tests.helpers import clustered as make_clustered
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.indexes import INDEX_TYPES
 from bench.results import find_runs, load_results
+from bench.stores.indexes import INDEX_TYPES
 
 INDEX_CONFIGS = sorted(p.stem for p in (Path(__file__).parent.parent / "conf" / "index").glob("*.yaml"))
 

@@ -23,7 +23,7 @@ import numpy as np
 from bench.config import StoreConfig
 from bench.errors import BenchError
 from bench.stores.base import CollectionSpec, SearchHits
-from bench.urls import public_url
+from bench.stores.urls import public_url
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from bench import evaluate
 from bench.config import ModelConfig, StoreConfig
-from bench.convert import ConvertedModel, ensure_onnx
-from bench.preprocess import get_preprocessor
+from bench.measure import evaluate
+from bench.models.convert import ConvertedModel, ensure_onnx
+from bench.models.preprocess import get_preprocessor
 from bench.stores import CollectionSpec, open_store
 
 DIM = 256

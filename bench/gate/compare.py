@@ -1,12 +1,11 @@
 """Compare benchmark results, baseline against current, metric by metric, with a verdict each.
 
-    python -m bench.compare BASELINE CURRENT [--gate NAME|PATH] [--set KEY=VALUE] [--only KIND] [--out DIR]
-    python -m bench.compare --against REV [--pairs N] [--current-override KEY=VALUE] [--out DIR]
+(``python -m bench.compare`` is its command line: :mod:`bench.gate.compare_cli`.)
 
 BASELINE and CURRENT are results.json files or folders holding runs (a run directory, a sweep,
 ``reports/baseline/``). The second form measures the timings the only way a shared CI runner
 allows: it runs revision REV and the working tree in the same job, interleaved, and judges each
-timing by the median of the per-pair ratios (see :mod:`bench.revisions`).
+timing by the median of the per-pair ratios (see :mod:`bench.gate.revisions`).
 
 Matching. Runs are matched by model + index type (+ store and metadata kind when not the
 defaults). Search points are matched by label ("nprobe=16") first; a point left over on both
@@ -22,20 +21,18 @@ failed counts as a regression of its ``run status``. Exit status: 0 pass, 1 fail
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
-import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.gate_config import DETERMINISTIC_KINDS, GateConfig, load_gate_config
+from bench.gate.config import DETERMINISTIC_KINDS, GateConfig, load_gate_config
 from bench.results import load_results, find_runs
 
 RELATIVE_KINDS = ("throughput", "latency", "build")
@@ -48,7 +45,7 @@ EPSILON = 1e-12  # float slack on absolute thresholds: a drop of exactly the thr
 @dataclass(frozen=True)
 class Metric:
     name: str
-    kind: str  # see bench.gate_config.KINDS
+    kind: str  # see bench.gate.config.KINDS
     higher_is_better: bool
 
     @property
@@ -548,57 +545,3 @@ def compare_paths(baseline: Sequence[Path], current: Sequence[Path], cfg: Option
     """Compare the runs under ``baseline`` with those under ``current``."""
     return compare_pairs([(load_side(baseline), load_side(current))], _cfg(cfg), only=only,
                          baseline=", ".join(map(str, baseline)), current=", ".join(map(str, current)))
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("baseline", nargs="?", type=Path, help="results.json or folder of runs (the reference)")
-    p.add_argument("current", nargs="?", type=Path, help="results.json or folder of runs (the change)")
-    p.add_argument("--against", metavar="REV", help="run git revision REV and this working tree interleaved, "
-                   "and compare them (timings included)")
-    p.add_argument("--pairs", type=int, help="--against: A/B pairs to run (default: the gate's against.pairs)")
-    p.add_argument("--current-override", action="append", default=[], metavar="KEY=VALUE",
-                   help="--against: a `python -m bench` override for the current side only "
-                        "(e.g. to show what a config change costs)")
-    p.add_argument("--keep", action="store_true", help="--against: keep the runs' temporary folder")
-    p.add_argument("--gate", metavar="NAME|PATH", help="gate settings: conf/gate/NAME.yaml or a YAML file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override one gate setting, e.g. --set thresholds.latency=0.5 (repeatable)")
-    p.add_argument("--only", choices=ONLY_CHOICES, default="all",
-                   help="metrics to compare: all (default), deterministic (quality, parity) or timing")
-    p.add_argument("--out", type=Path, help="write compare.md and compare.json into this folder")
-    return p
-
-
-def main(argv: Optional[Sequence[str]] = None, print_fn: Callable[[str], None] = print) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        cfg = load_gate_config(args.gate, args.overrides)
-        if args.against:
-            if args.baseline or args.current:
-                raise BenchError("--against REV compares REV with the working tree: drop BASELINE and CURRENT")
-            from bench.revisions import compare_against
-
-            comparison = compare_against(args.against, cfg, pairs=args.pairs, only=args.only,
-                                         current_overrides=args.current_override, keep=args.keep)
-        else:
-            if args.baseline is None or args.current is None:
-                raise BenchError("pass BASELINE and CURRENT (results.json files or run folders), or --against REV")
-            comparison = compare_paths([args.baseline], [args.current], cfg, only=args.only)
-    except BenchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print_fn(comparison.markdown())
-    if args.out:
-        md, js = comparison.write(args.out)
-        print_fn(f"written: {md} and {js}")
-    return comparison.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.evaluate import pareto_frontier  # noqa: E402
+from bench.measure.evaluate import pareto_frontier  # noqa: E402
 
 DPI = 110
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")

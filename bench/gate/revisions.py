@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 from bench import PROJECT_ROOT
-from bench.compare import Comparison, compare_pairs, load_side
 from bench.errors import BenchError
-from bench.gate_config import GateConfig
+from bench.gate.compare import Comparison, compare_pairs, load_side
+from bench.gate.config import GateConfig
 
 REPO = PROJECT_ROOT
 RUN_TIMEOUT_S = 600

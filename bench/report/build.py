@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import agreement, distances, plots
-from bench.document import Block, Bullets, Document, Figure, Heading, Table, Text, write_document
 from bench.errors import BenchError
-from bench.runset import Group, Run, RunSet, describe_value, load_runset
-from bench.report_tables import (RECALL_THRESHOLDS, index_setting, operating_points_table, provenance_table,
-                                 quality_table, runs_table, versions_table)
-from bench.tables import load_table, model_table, search_table
+from bench.report import agreement, distances, plots
+from bench.report.comparison_tables import (RECALL_THRESHOLDS, index_setting, operating_points_table,
+                                            provenance_table, quality_table, runs_table, versions_table)
+from bench.report.document import Block, Bullets, Document, Figure, Heading, Table, Text, write_document
+from bench.report.runset import Group, Run, RunSet, describe_value, load_runset
+from bench.report.tables import load_table, model_table, search_table
 
 TITLE = "bench comparison report"
 
@@ -320,7 +320,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"comparison report: {paths['markdown']} and {paths['html']}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
 """Distance distributions per model: top-1, top-K and random-pair samples, their summaries, and how
-different two models' distributions are (statistics from bench.evaluate).
+different two models' distributions are (statistics from bench.measure.evaluate).
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from bench.evaluate import MISSING_ID, distance_summary, distribution_difference, normalize_metric
+from bench.measure.evaluate import MISSING_ID, distance_summary, distribution_difference, normalize_metric
 
 # Sample name -> what it holds; the order is the order of tables and plot panels.
 SAMPLES = {
@@ -17,7 +17,7 @@ SAMPLES = {
     "random pairs": "distances between random pairs of corpus images (the 'unrelated images' baseline)",
 }
 
-# What a distance is under each metric, given that bench L2-normalises every embedding (bench.embed).
+# What a distance is under each metric, given that bench L2-normalises every embedding (bench.models.embed).
 _METRIC_MEANING = {
     "IP": ("inner product of L2-normalised embeddings = cosine similarity, range −1..1, higher = more similar",
            "cosine similarity (IP on unit vectors)"),

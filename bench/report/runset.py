@@ -17,8 +17,8 @@ from typing import Any, Callable
 import numpy as np
 
 from bench.errors import BenchError
+from bench.report.comparison_tables import index_setting, weights_label
 from bench.results import TOPK_FILE, find_runs, load_results
-from bench.report_tables import index_setting, weights_label
 
 # What must be equal for two runs to be compared, as (name shown to the user, getter).
 COMPATIBILITY_FIELDS: list[tuple[str, Callable[[dict], Any]]] = [

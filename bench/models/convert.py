@@ -29,7 +29,7 @@ import onnxruntime as ort
 
 from bench.config import ModelConfig
 from bench.errors import BenchError
-from bench.preprocess import get_preprocessor
+from bench.models.preprocess import get_preprocessor
 
 log = logging.getLogger(__name__)
 

@@ -126,7 +126,7 @@ def load_gate_config(spec: Optional[str] = None, overrides: Sequence[str] = ()) 
     except OmegaConfBaseException as err:
         first = str(err).splitlines()[0]
         where = f"{err.full_key}: " if getattr(err, "full_key", None) else ""
-        raise BenchError(f"gate config {path}: {where}{first} (keys: see bench/gate_config.py)") from None
+        raise BenchError(f"gate config {path}: {where}{first} (keys: see bench/gate/config.py)") from None
     _check(cfg)
     return cfg
 

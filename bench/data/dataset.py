@@ -4,7 +4,7 @@ Paths per ``dataset.kind``:
 
 - ``coco``: ``dataset.root`` is the image folder (e.g. ``val2017/``) and
   ``dataset.annotations`` the instances JSON; an image's path is ``root / file_name``.
-- ``coco_sample``: ``dataset.root`` is the sample folder that :mod:`bench.sample`
+- ``coco_sample``: ``dataset.root`` is the sample folder that :mod:`bench.data.sample`
   generates on first use (``root/images/`` and ``root/annotations/instances_sample.json``).
   ``dataset.annotations`` may be left unset; if set it must name that same JSON.
 """
@@ -23,8 +23,8 @@ from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryV
 from pycocotools.coco import COCO
 
 from bench.config import DatasetConfig
+from bench.data.sample import ensure_sample
 from bench.errors import BenchError
-from bench.sample import ensure_sample
 
 COCO_ANNOTATIONS_URL = "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"
 COCO_IMAGES_URL = "http://images.cocodataset.org/zips/val2017.zip"

@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from bench.indexes import format_params
+from bench.stores.indexes import format_params
 
 NO_PARAMS = "-"  # build params of an index that takes none (FLAT, AUTOINDEX)
 

@@ -1,5 +1,5 @@
 """Agreement between models on the same queries: overlap@K, Jaccard@K and rank-biased overlap, as
-matrices over every pair of models (the metrics themselves are defined in bench.evaluate).
+matrices over every pair of models (the metrics themselves are defined in bench.measure.evaluate).
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from bench.evaluate import jaccard_at_k, overlap_at_k, rank_biased_overlap
+from bench.measure.evaluate import jaccard_at_k, overlap_at_k, rank_biased_overlap
 
 # RBO's persistence: 0.9 puts about 86 % of the weight on the first 10 ranks (see evaluate.rank_biased_overlap).
 RBO_P = 0.9

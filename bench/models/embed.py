@@ -24,12 +24,12 @@ import onnxruntime as ort
 from tqdm import tqdm
 
 from bench.config import ModelConfig
-from bench.convert import ConvertedModel
-from bench.dataset import ImageRecord, Skip
+from bench.data.dataset import ImageRecord, Skip
+from bench.data.images import ImageError, load_rgb
 from bench.errors import BenchError
-from bench.images import ImageError, load_rgb
-from bench.preprocess import get_preprocessor
-from bench.timing import summarize_latencies
+from bench.measure.timing import summarize_latencies
+from bench.models.convert import ConvertedModel
+from bench.models.preprocess import get_preprocessor
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Tables only the comparison report needs: operating points, quality, runs and provenance.
 
-They sit beside bench.tables and use its label helpers, so a weights or store label reads the same
+They sit beside bench.report.tables and use its label helpers, so a weights or store label reads the same
 in a single run's tables and in the report.
 """
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Iterable
 
 import pandas as pd
 
-from bench.evaluate import best_qps_at_recall
-from bench.indexes import format_params
-from bench.tables import NO_PARAMS, _store_label, _weights_label
+from bench.measure.evaluate import best_qps_at_recall
+from bench.report.tables import NO_PARAMS, _store_label, _weights_label
+from bench.stores.indexes import format_params
 
 weights_label = _weights_label
 RECALL_THRESHOLDS = (0.9, 0.95, 0.99)

@@ -21,7 +21,7 @@ import numpy as np
 from bench.config import MetadataConfig
 from bench.errors import BenchError
 from bench.stores.base import SearchHits
-from bench.urls import public_url
+from bench.stores.urls import public_url
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def _alive(pid: int) -> bool:
 
 
 class RedisMetadata:
-    """The MetadataStore for ``metadata=redis`` (see bench.metadata)."""
+    """The MetadataStore for ``metadata=redis`` (see bench.stores.metadata)."""
 
     kind = "redis"
     paths_in_search = False

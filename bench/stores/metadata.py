@@ -53,7 +53,7 @@ def open_metadata(cfg: MetadataConfig, namespace: str) -> MetadataStore:
     if cfg.kind == "milvus":
         return MilvusFieldMetadata()
     if cfg.kind == "redis":
-        from bench.redis_metadata import RedisMetadata
+        from bench.stores.redis_metadata import RedisMetadata
 
         return RedisMetadata(cfg, namespace)
     raise BenchError(f"unknown metadata.kind {cfg.kind!r}: choose milvus or redis (conf/metadata/)")

@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from bench.compare import Comparison, compare_pairs, load_side
 from bench.errors import BenchError
-from bench.gate_config import GateConfig, load_gate_config
+from bench.gate.compare import Comparison, compare_pairs, load_side
+from bench.gate.config import GateConfig, load_gate_config
+from bench.gate.revisions import REPO, bench_overrides, run_bench
 from bench.results import RESULTS_FILE
-from bench.revisions import REPO, bench_overrides, run_bench
 
 
 def run_gate_config(cfg: GateConfig, workdir: Path, extra_overrides: Sequence[str] = ()) -> list[Path]:
@@ -145,7 +145,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     md, js = comparison.write(args.out, stem="gate")
     print(f"{comparison.summary()} ({time.perf_counter() - started:.0f} s); table: {_relative(md)}, {_relative(js)}")
     return comparison.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

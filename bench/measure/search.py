@@ -19,9 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.config import SearchConfig
-from bench.metadata import MetadataStore
+from bench.measure.timing import summarize_latencies
 from bench.stores.base import SearchHits, VectorStore
-from bench.timing import summarize_latencies
+from bench.stores.metadata import MetadataStore
 
 
 @dataclass

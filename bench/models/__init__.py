@@ -1,0 +1,1 @@
+"""Models: Keras to ONNX conversion (cached), preprocessing, and embedding with onnxruntime."""
