@@ -38,7 +38,7 @@ class ModelConfig:
 @dataclass
 class DatasetConfig:
     name: str = MISSING
-    kind: str = "coco"  # coco | coco_sample
+    kind: str = "coco"  # coco | coco_sample | folder
     root: str = MISSING  # folder holding the images
     annotations: str = MISSING  # instances_*.json
     split: str = "val2017"
@@ -48,6 +48,8 @@ class DatasetConfig:
     # coco_sample only: how to generate it
     num_images: int = 240
     sample_seed: int = 0
+    # folder only: null (no labels) | subfolders (category = first-level subfolder)
+    labels: Optional[str] = None
 
 
 @dataclass

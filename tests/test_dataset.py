@@ -196,7 +196,7 @@ def test_missing_annotations_file_names_path_and_fix(tmp_path: Path) -> None:
     missing = tmp_path / "instances_val2017.json"
     with pytest.raises(BenchError, match="dataset.annotations=") as info:
         load_dataset(coco_cfg(tmp_path, missing))
-    assert str(missing) in str(info.value) and "annotations_trainval2017.zip" in str(info.value)
+    assert str(missing) in str(info.value) and "python -m bench.fetch coco --split val2017" in str(info.value)
 
 
 def test_missing_image_folder_and_unset_fields(tmp_path: Path, sample_root: Path) -> None:

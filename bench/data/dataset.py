@@ -7,6 +7,8 @@ Paths per ``dataset.kind``:
 - ``coco_sample``: ``dataset.root`` is the sample folder that :mod:`bench.data.sample`
   generates on first use (``root/images/`` and ``root/annotations/instances_sample.json``).
   ``dataset.annotations`` may be left unset; if set it must name that same JSON.
+- ``folder``: ``dataset.root`` is any folder of images, searched recursively (:mod:`bench.data.folder`);
+  categories come from first-level subfolders with ``dataset.labels=subfolders``.
 """
 from __future__ import annotations
 
@@ -23,11 +25,11 @@ from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryV
 from pycocotools.coco import COCO
 
 from bench.config import DatasetConfig
+from bench.data.folder import scan_folder
 from bench.data.sample import ensure_sample
 from bench.errors import BenchError
 
-COCO_ANNOTATIONS_URL = "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"
-COCO_IMAGES_URL = "http://images.cocodataset.org/zips/val2017.zip"
+FETCH_COMMAND = "python -m bench.fetch coco --split {split}"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class Dataset:
 
 def load_dataset(cfg: DatasetConfig) -> Dataset:
     """The images of ``cfg`` sorted by id (first ``cfg.limit`` of them); missing files go to ``skipped``."""
+    if cfg.kind == "folder":
+        return _load_folder(cfg)
     image_dir, ann_path = _resolve_paths(cfg)
     coco = _load_coco(ann_path)
     image_ids = sorted(coco.getImgIds())
@@ -74,6 +78,15 @@ def load_dataset(cfg: DatasetConfig) -> Dataset:
                          "check dataset.root")
     categories = {cat["id"]: cat["name"] for cat in coco.dataset["categories"]}
     return Dataset(name=cfg.name, images=images, categories=categories, skipped=skipped)
+
+
+def _load_folder(cfg: DatasetConfig) -> Dataset:
+    found = scan_folder(_optional(cfg, "root"), _optional(cfg, "labels"))
+    images = [ImageRecord(i + 1, path, () if category is None else (category,))
+              for i, (path, category) in enumerate(zip(found.paths, found.category_of))]
+    # The digest in the name keeps collections of different folders (same ids 1..n) apart.
+    return Dataset(name=f"{cfg.name}_{found.digest}", images=images[: cfg.limit], categories=found.categories,
+                   skipped=[])
 
 
 def split_queries(images: Sequence[ImageRecord], num_queries: int,
@@ -106,17 +119,18 @@ def _resolve_paths(cfg: DatasetConfig) -> tuple[Path, Path]:
                              "unset it or set dataset.annotations=${dataset.root}/annotations/instances_sample.json")
         return image_dir, ann_path
     if cfg.kind != "coco":
-        raise BenchError(f"unknown dataset.kind={cfg.kind!r}: choose coco or coco_sample")
+        raise BenchError(f"unknown dataset.kind={cfg.kind!r}: choose coco, coco_sample or folder")
+    fetch = FETCH_COMMAND.format(split=cfg.split)
     if annotations is None:
         raise BenchError("dataset.annotations is not set: set dataset.annotations=/path/to/instances_val2017.json "
-                         f"(from {COCO_ANNOTATIONS_URL})")
+                         f"(`{fetch}` downloads it)")
     ann_path, image_dir = Path(annotations), Path(root)
     if not ann_path.is_file():
-        raise BenchError(f"annotations file not found: {ann_path}; set dataset.annotations=/path/to/"
-                         f"instances_val2017.json (download {COCO_ANNOTATIONS_URL})")
+        raise BenchError(f"annotations file not found: {ann_path}; run `{fetch}` to download COCO into data/coco, "
+                         "or set dataset.annotations=/path/to/instances_val2017.json")
     if not image_dir.is_dir():
-        raise BenchError(f"image folder not found: {image_dir}; set dataset.root=/path/to/val2017 "
-                         f"(download {COCO_IMAGES_URL})")
+        raise BenchError(f"image folder not found: {image_dir}; run `{fetch}` to download COCO into data/coco, "
+                         "or set dataset.root=/path/to/val2017")
     return image_dir, ann_path
 
 

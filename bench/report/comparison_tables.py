@@ -10,7 +10,7 @@ from typing import Iterable
 import pandas as pd
 
 from bench.measure.evaluate import best_qps_at_recall
-from bench.report.tables import NO_PARAMS, _store_label, _weights_label
+from bench.report.tables import NO_PARAMS, _store_label, _weights_label, quality_cell
 from bench.stores.indexes import format_params
 
 weights_label = _weights_label
@@ -75,12 +75,14 @@ def quality_table(results: Iterable[dict]) -> pd.DataFrame:
         if model["name"] not in seen and exact:
             seen.add(model["name"])
             rows.append({"model": model["name"], "weights": weights, "results": "exact search",
-                         f"precision@{k}": exact.get("precision_at_k"), f"mAP@{k}": exact.get("map_at_k"),
+                         f"precision@{k}": quality_cell(exact.get("precision_at_k")),
+                         f"mAP@{k}": quality_cell(exact.get("map_at_k")),
                          "queries": exact.get("num_queries"), "unlabelled queries": exact.get("num_unlabelled")})
         for point in search["points"]:
             rows.append({"model": model["name"], "weights": weights,
                          "results": f"{index_setting(r)} {point['label']}",
-                         f"precision@{k}": point.get("precision_at_k"), f"mAP@{k}": point.get("map_at_k"),
+                         f"precision@{k}": quality_cell(point.get("precision_at_k")),
+                         f"mAP@{k}": quality_cell(point.get("map_at_k")),
                          "queries": point.get("num_queries"), "unlabelled queries": point.get("num_unlabelled")})
     return pd.DataFrame(rows)
 

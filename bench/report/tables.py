@@ -13,6 +13,12 @@ import pandas as pd
 from bench.stores.indexes import format_params
 
 NO_PARAMS = "-"  # build params of an index that takes none (FLAT, AUTOINDEX)
+NO_LABELS = "no labels"  # precision/mAP of a run whose queries have no categories (dataset=folder without labels)
+
+
+def quality_cell(value: float | None) -> float | str:
+    """A precision or mAP figure as shown: None (no labelled query to judge) reads "no labels"."""
+    return NO_LABELS if value is None else value
 
 
 def _weights_label(weights: dict[str, Any] | None) -> str:
@@ -88,7 +94,7 @@ def search_table(results: Iterable[dict]) -> pd.DataFrame:
                 "model": r["model"]["name"], "weights": _weights_label(r["model"].get("weights")),
                 "store": _store_label(r), "index": r["index"]["type"], "search params": point["label"],
                 "metadata": r["metadata"]["kind"],
-                f"recall@{k}": point["recall_at_k"], f"precision@{k}": point["precision_at_k"],
+                f"recall@{k}": point["recall_at_k"], f"precision@{k}": quality_cell(point["precision_at_k"]),
                 "p50 ms": lat["p50_ms"], "p95 ms": lat["p95_ms"], "p99 ms": lat["p99_ms"],
                 "path lookup p50 ms": paths["p50_ms"], "search+paths p50 ms": e2e["p50_ms"],
                 "search+paths p99 ms": e2e["p99_ms"],
