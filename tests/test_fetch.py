@@ -186,6 +186,17 @@ def test_partial_download_is_kept_and_the_next_call_resumes(server, tmp_path):
     assert len(list((root / "val2017").iterdir())) == NUM_IMAGES and not part.exists()
 
 
+def test_a_complete_partial_file_is_not_downloaded_again(server, tmp_path):
+    """Killed between the last byte and the rename: the server answers the Range with 416."""
+    root = tmp_path / "coco"
+    (root / "downloads").mkdir(parents=True)
+    (root / "downloads" / "val2017.zip.part").write_bytes(server.files["/zips/val2017.zip"])
+    proc = fetch(root, "--mirror", server.url, "--manifest", str(manifest(tmp_path, server)))
+    assert proc.returncode == 0, proc.stderr
+    assert val_requests(server) == [(f"bytes={len(server.files['/zips/val2017.zip'])}-", 416)]
+    assert len(list((root / "val2017").iterdir())) == NUM_IMAGES
+
+
 def test_server_ignoring_range_restarts_the_file_cleanly(server, tmp_path):
     server.drop_first.add("/zips/val2017.zip")
     server.ignore_range = True
