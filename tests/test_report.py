@@ -256,6 +256,12 @@ def test_failed_and_mismatched_runs(sweep, tmp_path, capsys):
     assert pd.read_csv(tmp_path / "out" / "runs.csv").set_index("run").loc["8_mobilenet_v2_FLAT_k5", "group"] == 2
     failed_runs = pd.read_csv(tmp_path / "out" / "failed_runs.csv")
     assert failed_runs["status"].tolist() == ["failed"]
+    # The summary says both, and ranks each group apart (K beside the recall floors).
+    summary = md.split("## Runs")[0]
+    assert "**1 run(s) failed** and are left out of every table: 9_vgg16_FLAT" in summary
+    assert "**Runs fall into 2 groups** that differ in search.top_k" in summary
+    floors = pd.read_csv(tmp_path / "out" / "summary_recall_floors.csv")
+    assert sorted(set(zip(floors["group"], floors["K"]))) == [(1, 10), (2, 5)]
 
 
 def test_one_model_has_no_agreement_to_show(sweep, tmp_path):

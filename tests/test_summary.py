@@ -13,7 +13,8 @@ from bench.report import layouts
 from bench.report.build import build_report
 from bench.report.comparison_tables import operating_points_table
 from bench.report.document import (Document, Heading, Layout, Table, Topic, format_number, github_slug,
-                                   heading_anchors, render_markdown, table_markdown, table_parts)
+                                   heading_anchors, numeric_columns, render_markdown, table_markdown,
+                                   table_parts)
 from bench.report.runset import Group, Run, RunSet
 from bench.report.summary import add_summary, interval, summarize, summary_text
 from bench.report.tables import load_table, model_table, search_table
@@ -182,3 +183,9 @@ def test_layout_without_topics_is_one_part():
     assert len(table_parts(Table("t", df, layout=Layout(id_columns=("model",))))) == 1
     one_topic = table_parts(Table("t", df, layout=Layout(id_columns=("model",), topics=(Topic("X", "^x$"),))))
     assert [(title, list(part.columns)) for title, part in one_topic] == [("X", ["model", "x"])]
+
+
+def test_a_placeholder_word_keeps_a_column_of_figures_right_aligned():
+    df = pd.DataFrame({"model": ["m", "n"], "precision@10": [0.5, "no labels"]})
+    assert numeric_columns(df) == [False, True]
+    assert "|:--------|---------------:|" in table_markdown(Table("t", df))

@@ -4,8 +4,9 @@ It reads every run's results.json and topk.npz under the given folders (a sweep,
 different days) and writes report.md, a self-contained report.html, one CSV per table and one PNG per
 plot. After a multirun, bench.callbacks calls build_report on the sweep directory.
 
-Sections: 1 models, 2 indexes, 3 operating points, 4 agreement between models, 5 distance
-distributions, 6 quality, 7 provenance. Runs that cannot share a table (other dataset, queries, top-K
+Sections: a summary (bench.report.summary, read off the tables below it), the runs, 1 models,
+2 indexes, 3 operating points, 4 agreement between models, 5 distance distributions, 6 quality,
+7 provenance. Runs that cannot share a table (other dataset, queries, top-K
 or metric) are reported in separate groups with the differing field named; failed runs are listed.
 """
 from __future__ import annotations

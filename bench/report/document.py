@@ -122,9 +122,9 @@ def format_cell(value: object) -> str:
 
 
 def numeric_columns(df: pd.DataFrame) -> list[bool]:
-    """Per column: True when every value present is a number (right-aligned in both formats)."""
-    return [bool(df[c].notna().any()) and all(_is_number(v) for v in df[c] if not _missing(v))
-            for c in df.columns]
+    """Per column: True when it holds numbers (right-aligned in both formats). A word standing in for
+    a figure ("no labels") does not turn a column of figures into text."""
+    return [any(_is_number(v) for v in df[c]) for c in df.columns]
 
 
 def table_parts(table: Table) -> list[tuple[str, pd.DataFrame]]:

@@ -308,8 +308,12 @@ def summarize(doc: Document, runset: RunSet) -> Summary:
         own = {name[len(prefix):]: df for name, df in tables.items() if name.startswith(prefix)}
         part = _group_summary(group, own)
         if not part.floors.empty:
-            frames.append(part.floors.assign(group=number).pipe(lambda df: df[["group", *df.columns[:-1]]]))
-        merged.floors_caption = part.floors_caption or merged.floors_caption
+            # Groups may differ in top_k: one column per figure, with K beside it.
+            floors = part.floors.rename(columns=lambda c: re.sub(r"@\d+$", "@K", c))
+            floors.insert(0, "group", number)
+            floors.insert(1, "K", group.top_k)
+            frames.append(floors)
+        merged.floors_caption = re.sub(r"@\d+ ", "@K ", part.floors_caption) or merged.floors_caption
         merged.lines += [Line(f"Group {number}: {line.text}", line.table and prefix + line.table) for line in part.lines]
         group_warnings.append((number, prefix, part.warnings))
     # A caveat that holds in every group is said once.
