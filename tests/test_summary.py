@@ -87,6 +87,15 @@ def test_a_small_lead_is_not_called_without_intervals():
     assert floors.loc[0.9, "winner?"] == "no, too close to call: 1.1×; one measurement each"
 
 
+def test_indexes_of_one_model_are_not_ranked_on_a_small_corpus():
+    def floors(rows: int) -> pd.DataFrame:
+        return _floors([_result("a", "HNSW", [_point("ef=10", 0.95, 1000, 1)], rows=rows),
+                        _result("a", "IVF_FLAT", [_point("nprobe=4", 0.95, 500, 1)], rows=rows)])
+    assert floors(450).loc[0.9, "winner?"] == ("no, the two differ only in index type, and 450 vectors cannot rank "
+                                               "index speed (2×; one measurement each)")
+    assert floors(20_000).loc[0.9, "winner?"] == "yes, leads by 2×; one measurement each"
+
+
 def test_intervals_decide_tie_or_win():
     tie = _floors([_result("a", "FLAT", [_point("default", 1.0, 1000, 1, batch_qps_ci95=[800, 1200])]),
                    _result("b", "FLAT", [_point("default", 1.0, 500, 1, batch_qps_ci95=[450, 850])])])

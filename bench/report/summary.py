@@ -25,11 +25,11 @@ from bench.stores.milvus import MIN_ROWS_TO_INDEX
 TITLE = "Summary"
 AGREEMENT_SECTION = "4. Agreement between models"  # build.py's heading, linked when it has no table
 # Below this many vectors exact search costs about what an index traversal does (a 10k × 512 inner
-# product is ~1 ms of numpy, the same order as one call's overhead in milvus-lite or over gRPC), so
-# QPS differences between index types measure per-call overhead, not the index.
+# product takes a millisecond or less, the order of one call's overhead in milvus-lite or over gRPC),
+# so QPS differences between index types measure per-call overhead, not the index.
 SMALL_CORPUS_ROWS = 10_000
-# Without intervals, a lead smaller than this is not called: runs repeated on this kind of machine
-# differ by 15-25 % (docs: env-facts, onnxruntime and search timings alike).
+# Without intervals, a lead smaller than this is not called: repeated runs on the 2-core machines
+# this was built on differ by 15-25 % (measured for onnxruntime throughput and search timings alike).
 NOISE_RATIO = 1.25
 # The floors table is read, not scanned: its long labels wrap instead of widening it.
 FLOORS = Layout(id_columns=(), wrap=True)
@@ -55,7 +55,8 @@ def interval(values: dict, key: str, sub: str | None = None) -> tuple[float, flo
 @dataclass
 class Line:
     text: str  # Markdown inline: **bold**, `code`
-    table: str | None = None  # the report table it is read from; its section is linked
+    # The report table it is read from, or "§<heading text>" for a section without one: linked.
+    table: str | None = None
 
 
 @dataclass
@@ -75,6 +76,7 @@ class _Candidate:
     recall: float | None
     qps_interval: tuple[float, float] | None
     recall_interval: tuple[float, float] | None
+    model: str = ""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,10 +107,11 @@ def _verdict(best: _Candidate, runner_up: _Candidate | None) -> tuple[bool, str]
 
 
 def _floor_rows(group: Group, op: pd.DataFrame, search: pd.DataFrame, measure: str, at: str,
-                qps_key: tuple[str, str | None]) -> list[dict]:
+                qps_key: tuple[str, str | None], small_corpus: int | None) -> list[dict]:
     """One row per recall floor: the operating-points row with the highest ``measure`` (column), at
     the search point named in column ``at``, and the runner-up among the other model × index pairs.
-    ``qps_key`` says where results.json keeps that QPS, for its interval."""
+    ``qps_key`` says where results.json keeps that QPS, for its interval. On a corpus too small to
+    rank index speed (``small_corpus`` rows), two indexes of the same model are not ranked."""
     k = group.top_k
     points = {(run.model_label, run.index_setting, p["label"]): p for run in group.runs for p in run.data["search"]["points"]}
     floor_column = f"min recall@{k}"
@@ -120,7 +123,7 @@ def _floor_rows(group: Group, op: pd.DataFrame, search: pd.DataFrame, measure: s
             point = points.get((row["model"], row["index"], row[at]), {})
             candidates.append(_Candidate(f"{row['model']} · {row['index']} · {row[at]}", float(row[measure]),
                                          point.get("recall_at_k"), interval(point, *qps_key),
-                                         interval(point, "recall_at_k")))
+                                         interval(point, "recall_at_k"), row["model"]))
         if not candidates:
             recall_column = f"recall@{k}"
             top = search.sort_values(recall_column, ascending=False).head(1) if recall_column in search else search.head(0)
@@ -132,6 +135,9 @@ def _floor_rows(group: Group, op: pd.DataFrame, search: pd.DataFrame, measure: s
             continue
         best, runner_up = candidates[0], (candidates[1] if len(candidates) > 1 else None)
         called, verdict = _verdict(best, runner_up)
+        if called and runner_up and small_corpus and best.model == runner_up.model:
+            called, verdict = False, (f"the two differ only in index type, and {small_corpus:,} vectors cannot rank "
+                                      f"index speed ({verdict.removeprefix('leads by ')})")
         if best.recall_interval and best.recall_interval[0] < floor:
             verdict += f"; its recall interval reaches below {floor:g}"
         rows.append({f"min recall@{k}": floor, "fastest": best.label, f"recall@{k}": best.recall, measure: best.qps,
@@ -225,9 +231,13 @@ def _random_models(tables: dict[str, pd.DataFrame]) -> list[str]:
     return models.loc[models["weights"].astype(str).str.startswith("random"), "model"].tolist()
 
 
-def _too_small(tables: dict[str, pd.DataFrame]) -> bool:
+def _too_small(tables: dict[str, pd.DataFrame]) -> int | None:
+    """The corpus size where it is too small to rank index types by speed, else None."""
     load = tables.get("load")
-    return load is not None and "rows" in load and load["rows"].notna().any() and load["rows"].max() < SMALL_CORPUS_ROWS
+    if load is None or "rows" not in load or not load["rows"].notna().any():
+        return None
+    rows = int(load["rows"].max())
+    return rows if rows < SMALL_CORPUS_ROWS else None
 
 
 def _warnings(tables: dict[str, pd.DataFrame]) -> list[Line]:
@@ -238,8 +248,7 @@ def _warnings(tables: dict[str, pd.DataFrame]) -> list[Line]:
                                  "models say nothing about the architectures; speed and recall figures stand.",
                                  "quality" if "quality" in tables else "models"))
     if load is not None and "rows" in load and load["rows"].notna().any():
-        rows = int(load["rows"].max())
-        if _too_small(tables):
+        if rows := _too_small(tables):
             warnings.append(Line(f"**Corpus too small to rank index speed:** {rows:,} vectors. Exact search over so "
                                  "few costs about what an index does, so QPS and latency differences between index "
                                  f"types measure per-call overhead; rank indexes on {SMALL_CORPUS_ROWS:,}+ vectors "
@@ -263,14 +272,15 @@ def _group_summary(group: Group, tables: dict[str, pd.DataFrame]) -> Summary:
     if op is None or op.empty:
         summary.lines.append(Line("**Recall floors:** no search point was measured, so nothing is ranked."))
     else:
-        batch = _floor_rows(group, op, search, "best batch QPS", "batch: search params", ("batch_qps", None))
-        one = (_floor_rows(group, op, search, "best QPS@1thr", "1thr: search params", ("concurrent_qps", "1"))
+        small = _too_small(tables)
+        batch = _floor_rows(group, op, search, "best batch QPS", "batch: search params", ("batch_qps", None), small)
+        one = (_floor_rows(group, op, search, "best QPS@1thr", "1thr: search params", ("concurrent_qps", "1"), small)
                if "best QPS@1thr" in op else [])
         summary.floors = _floors_table(batch)
         batch_size = group.runs[0].data["config"].get("search", {}).get("query_batch_size", "?")
         summary.floors_caption = (f"The fastest model × index × search point reaching each recall@{k} floor, by batch "
                                   f"QPS ({batch_size} queries per call), and the next best model × index.")
-        if _too_small(tables):
+        if small:
             summary.floors_caption += " The corpus is too small to rank index types by speed (see above)."
         if one and (line := _qps1_line(batch, one, k)):
             summary.lines.append(line)
