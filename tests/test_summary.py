@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from bench.report import layouts
-from bench.report.build import build_report
 from bench.report.comparison_tables import operating_points_table
 from bench.report.document import (Document, Heading, Layout, Table, Topic, format_number, github_slug,
                                    heading_anchors, numeric_columns, render_markdown, table_markdown,
@@ -187,9 +186,10 @@ def test_layout_splits_by_topic_and_keeps_new_columns_in_their_topic():
     assert "**Quality" in md and "**Throughput (QPS: queries/s)**" in md
 
 
-def test_layout_without_topics_is_one_part():
-    df = pd.DataFrame({"model": ["m"], "x": [1]})
-    assert len(table_parts(Table("t", df, layout=Layout(id_columns=("model",))))) == 1
+def test_layout_without_topics_is_one_part_with_the_identifying_columns_first():
+    df = pd.DataFrame({"x": [1], "model": ["m"]})
+    [(title, part)] = table_parts(Table("t", df, layout=Layout(id_columns=("model",))))
+    assert title == "" and list(part.columns) == ["model", "x"]
     one_topic = table_parts(Table("t", df, layout=Layout(id_columns=("model",), topics=(Topic("X", "^x$"),))))
     assert [(title, list(part.columns)) for title, part in one_topic] == [("X", ["model", "x"])]
 

@@ -132,9 +132,11 @@ def table_parts(table: Table) -> list[tuple[str, pd.DataFrame]]:
     df = table.df.rename_axis(index=table.df.index.name or "").reset_index() if table.index else table.df
     df = df.rename_axis(columns=None)
     layout = table.layout
-    if layout is None or not layout.topics:
+    if layout is None:
         return [("", df)]
-    ids = [c for c in layout.id_columns if c in df.columns]
+    ids = [c for c in layout.id_columns if c in df.columns]  # first, where they are pinned
+    if not layout.topics:
+        return [("", df[ids + [c for c in df.columns if c not in ids]])]
     claimed: dict[str, list[str]] = {topic.title: [] for topic in layout.topics}
     rest: list[str] = []
     for column in df.columns:
