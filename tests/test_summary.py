@@ -198,3 +198,14 @@ def test_a_placeholder_word_keeps_a_column_of_figures_right_aligned():
     df = pd.DataFrame({"model": ["m", "n"], "precision@10": [0.5, "no labels"]})
     assert numeric_columns(df) == [False, True]
     assert "|:--------|---------------:|" in table_markdown(Table("t", df))
+
+
+def test_one_query_per_call_names_a_winner_only_where_called():
+    results = [_result("a", "HNSW", [_point("ef=10", 0.95, 1000, 100)], rows=20_000),
+               _result("b", "HNSW", [_point("ef=10", 0.97, 900, 300)], rows=20_000),
+               _result("c", "HNSW", [_point("ef=10", 0.99, 10, 280)], rows=20_000)]
+    doc, runset = _summary_of(results)
+    [line] = [l.text for l in summarize(doc, runset).lines if l.text.startswith("**One query")]
+    assert line == ("**One query per call** (QPS@1thr) ranks differently. At 0.9 and 0.95: highest is b · HNSW · "
+                    "ef=10, but too close to call: 1.07×; one measurement each. At 0.99: c · HNSW · ef=10, the only "
+                    "candidate.")

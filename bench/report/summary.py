@@ -211,17 +211,28 @@ def _throughput_line(models: pd.DataFrame, runs: dict[str, dict]) -> Line:
                 f"{format_number(other.qps)}: {why}.", "models")
 
 
+def _outcome(row: dict) -> str:
+    """One floor's outcome in words: a winner named only where one is called."""
+    if row["fastest"] == "not reached":
+        return row["verdict"]
+    if not row["called"]:
+        return f"highest is {row['fastest']}, but {row['verdict']}"
+    if row["verdict"] == "only candidate":
+        return f"{row['fastest']}, the only candidate"
+    return f"{row['fastest']} {row['verdict']}"
+
+
 def _qps1_line(rows_batch: list[dict], rows_one: list[dict], k: int) -> Line | None:
-    """How the ranking changes with one query per call; floors with the same outcome share a clause."""
+    """How the ranking changes with one query per call; floors with the same outcome share a sentence."""
     if all(r["best QPS@1thr"] is None for r in rows_one):
         return None
     if all(r["fastest"] == b["fastest"] for r, b in zip(rows_one, rows_batch)):
         return Line("**One query per call** (QPS@1thr): the same points are fastest.", "operating_points")
-    outcomes: dict[tuple[str, str], list[str]] = {}
+    outcomes: dict[str, list[str]] = {}
     for row in rows_one:
-        outcomes.setdefault((row["fastest"], row["verdict"]), []).append(f"{row[f'min recall@{k}']:g}")
-    clauses = [f"at {_join(floors)}: {fastest} ({verdict})" for (fastest, verdict), floors in outcomes.items()]
-    return Line("**One query per call** (QPS@1thr) ranks differently: " + "; ".join(clauses) + ".", "operating_points")
+        outcomes.setdefault(_outcome(row), []).append(f"{row[f'min recall@{k}']:g}")
+    sentences = [f"At {_join(floors)}: {outcome}." for outcome, floors in outcomes.items()]
+    return Line("**One query per call** (QPS@1thr) ranks differently. " + " ".join(sentences), "operating_points")
 
 
 def _random_models(tables: dict[str, pd.DataFrame]) -> list[str]:
