@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 MODELS ?= vgg16,resnet50
 INDEXES ?= FLAT,IVF_FLAT,HNSW
 
-.PHONY: setup bench test gate clean
+.PHONY: setup bench test gate clean browser
 
 setup: $(STAMP)
 
@@ -47,3 +47,13 @@ benchmarks: setup
 	$(PY) -m pytest tests/benchmarks --benchmark-enable --benchmark-autosave \
 		--benchmark-storage=file://$(BENCH_STORAGE) \
 		$$(ls $(BENCH_STORAGE)/*/*.json >/dev/null 2>&1 && echo --benchmark-compare --benchmark-compare-fail=median:25%)
+
+# Headless Chromium for the report's browser test (tests/test_report.py), from Debian's `chromium`
+# package: installed only when missing (so a second call is a no-op), quietly, as root or via sudo.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium (apt) for the report's browser test"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@chromium --version 2>/dev/null | head -n 1

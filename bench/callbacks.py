@@ -66,4 +66,5 @@ class ComparisonReport(Callback):
         for run in runset.not_ok:
             print(f"FAILED {run.path.name}: {run.data.get('error')}")
         print(f"{len(runset.ok)} run(s) finished, {len(runset.not_ok)} failed")
+        print(f"\n{paths['summary'].read_text()}")  # the report's summary, the same lines
         print(f"comparison report: {paths['markdown']} and {paths['html']}")

@@ -6,6 +6,7 @@ import base64
 import copy
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -21,14 +22,15 @@ from PIL import Image
 from bench.errors import BenchError
 from bench.measure.evaluate import overlap_at_k
 from bench.report.agreement import agreement_matrices, align_rows, pairwise_table
-from bench.report.build import build_report, default_outdir, main
+from bench.report.build import TITLE, build_report, default_outdir, main
 from bench.report.comparison_tables import operating_points_table
 from bench.report.distances import difference_table, distance_samples, metric_meaning, summary_table
-from bench.report.document import Table, table_markdown
+from bench.report.document import Heading, Table, heading_anchors, table_markdown
 from bench.report.runset import Run, group_compatible
+from tests import browser
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ["## Runs", "## 1. Models", "## 2. Indexes per model", "## 3. Operating points",
+SECTIONS = ["## Summary", "## Runs", "## 1. Models", "## 2. Indexes per model", "## 3. Operating points",
             "## 4. Agreement between models", "## 5. Distance distributions", "## 6. Quality", "## 7. Provenance"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -174,6 +176,7 @@ def sweep(tmp_path_factory) -> Path:
     states = {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/results.json")}
     problems = {name: (r["status"], r["error"]) for name, r in states.items() if r["status"] != "ok"}
     assert len(states) == 4 and not problems, problems or proc.stdout[-3000:]
+    (tmp / "stdout.txt").write_text(proc.stdout)
     return sweep_dir
 
 
@@ -253,6 +256,12 @@ def test_failed_and_mismatched_runs(sweep, tmp_path, capsys):
     assert pd.read_csv(tmp_path / "out" / "runs.csv").set_index("run").loc["8_mobilenet_v2_FLAT_k5", "group"] == 2
     failed_runs = pd.read_csv(tmp_path / "out" / "failed_runs.csv")
     assert failed_runs["status"].tolist() == ["failed"]
+    # The summary says both, and ranks each group apart (K beside the recall floors).
+    summary = md.split("## Runs")[0]
+    assert "**1 run(s) failed** and are left out of every table: 9_vgg16_FLAT" in summary
+    assert "**Runs fall into 2 groups** that differ in search.top_k" in summary
+    floors = pd.read_csv(tmp_path / "out" / "summary_recall_floors.csv")
+    assert sorted(set(zip(floors["group"], floors["K"]))) == [(1, 10), (2, 5)]
 
 
 def test_one_model_has_no_agreement_to_show(sweep, tmp_path):
@@ -272,13 +281,43 @@ def test_all_runs_failed_still_gives_a_report(tmp_path):
     assert "No run finished" in md and "boom" in md
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="headless chromium not installed")
+def test_summary_links_resolve_and_the_console_prints_it(sweep):
+    report = sweep / "report"
+    md = (report / "report.md").read_text()
+    assert md.index("## Summary") < md.index("## Runs")
+    assert "summary_recall_floors.csv" in md and "overlap@10" in md.split("## Runs")[0]
+    # Every link goes to a heading's GitHub anchor, in the Markdown and in the HTML.
+    headings = [Heading(m.group(2), len(m.group(1))) for m in re.finditer(r"^(#{2,6}) (.+)$", md, re.M)]
+    anchors = set(heading_anchors(headings, TITLE).values())
+    links = re.findall(r"\]\(#([^)]+)\)", md)
+    assert links and set(links) <= anchors, set(links) - anchors
+    ids = set(re.findall(r' id="([^"]+)"', (report / "report.html").read_text()))
+    assert set(links) <= ids
+    # The console ends the multirun with the same summary, before the report's paths.
+    stdout = (sweep.parent / "stdout.txt").read_text()
+    summary = (report / "summary.txt").read_text().strip()
+    assert summary.startswith("Summary:") and summary in stdout
+    assert stdout.index(summary) < stdout.index("comparison report:")
+
+
+@pytest.mark.skipif(browser.CHROMIUM is None and not browser.REQUIRED, reason="headless chromium not installed")
 def test_html_renders_in_headless_chromium(sweep, tmp_path):
-    shot = tmp_path / "report.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    "--window-size=1280,4000", f"--screenshot={shot}", (sweep / "report" / "report.html").as_uri()],
-                   capture_output=True, timeout=120, check=True)
+    """In a real browser: every image decodes, and no table's identifying columns are clipped, at the
+    width people read it (1400 px) and at a narrow one where the wide tables must scroll."""
+    assert browser.CHROMIUM, "BENCH_REQUIRE_BROWSER=1 but no chromium: `make browser` installs it"
+    page = sweep / "report" / "report.html"
+    for width in (1400, 900):
+        checks = browser.check_page(page, tmp_path, width)
+        assert len(checks["images"]) == len(list((sweep / "report").glob("*.png"))) > 0
+        for image in checks["images"]:
+            assert image["width"] > 300 and image["distinct_colours"] > 10, image
+        assert checks["tables"] > 10 and checks["pinned_cells"] > 0
+        assert checks["clipped"] == [], checks["clipped"][:5]
+        assert checks["page_overflow_px"] <= 0  # wide tables scroll in their boxes, not the page
+    assert checks["scrolling"] > 0  # at 900 px some tables scroll: the pinning was exercised
+    shot = browser.screenshot(page, tmp_path / "report.png", 1400, 1000)
+    print(f"screenshot: {shot}")
     with Image.open(shot) as image:
         pixels = np.asarray(image.convert("L"), dtype=np.float64)
-    assert pixels.shape == (4000, 1280)
+    assert pixels.shape == (1000, 1400)
     assert pixels.std() > 10  # text, tables and plots drawn, not a blank page

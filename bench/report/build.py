@@ -4,8 +4,9 @@ It reads every run's results.json and topk.npz under the given folders (a sweep,
 different days) and writes report.md, a self-contained report.html, one CSV per table and one PNG per
 plot. After a multirun, bench.callbacks calls build_report on the sweep directory.
 
-Sections: 1 models, 2 indexes, 3 operating points, 4 agreement between models, 5 distance
-distributions, 6 quality, 7 provenance. Runs that cannot share a table (other dataset, queries, top-K
+Sections: a summary (bench.report.summary, read off the tables below it), the runs, 1 models,
+2 indexes, 3 operating points, 4 agreement between models, 5 distance distributions, 6 quality,
+7 provenance. Runs that cannot share a table (other dataset, queries, top-K
 or metric) are reported in separate groups with the differing field named; failed runs are listed.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.report import agreement, distances, plots
+from bench.report import agreement, distances, layouts, plots, summary
 from bench.report.comparison_tables import (RECALL_THRESHOLDS, index_setting, operating_points_table,
                                             provenance_table, quality_table, runs_table, versions_table)
 from bench.report.document import Block, Bullets, Document, Figure, Heading, Table, Text, write_document
@@ -48,7 +49,10 @@ def build_report(paths: list[Path], outdir: Path) -> dict[str, Path]:
             doc.add(Heading(f"Group {number}: {title}", 2))
         doc.add(*_group_sections(group, prefix, level))
     doc.add(*_provenance(runset, names))
-    return write_document(doc, Path(outdir))
+    found = summary.add_summary(doc, runset)  # at the top, read off the tables below it
+    paths = write_document(doc, Path(outdir))
+    paths["summary"] = summary.write_summary(found, Path(outdir))
+    return paths
 
 
 # ----------------------------------------------------------------------------------------------
@@ -127,7 +131,7 @@ def _models(group: Group, results: list[dict], prefix: str, level: int) -> list[
         Table(f"{prefix}models", model_table(results),
               "Embedding dimension, ONNX size (MB), conversion time (s) and Keras-vs-ONNX parity (max relative "
               "difference, min cosine); embedding throughput in images/s end to end (decode + preprocess + "
-              "inference) and for inference alone; batch-1 latency in ms."),
+              "inference) and for inference alone; batch-1 latency in ms.", layout=layouts.MODELS),
     ]
 
 
@@ -136,11 +140,11 @@ def _indexes(group: Group, results: list[dict], prefix: str, level: int) -> list
     return [
         Heading("2. Indexes per model", level),
         Table(f"{prefix}load", load_table(results).sort_values(["model", "index"], kind="stable"),
-              "Loading and index build: insert rows/s, and flush, build and load times in seconds."),
+              "Loading and index build: insert rows/s, and flush, build and load times in seconds.", layout=layouts.LOAD),
         Table(f"{prefix}search", search_table(results).sort_values(["model", "index"], kind="stable"),
               f"Every search point: recall@{k} against exact search, category precision@{k}, serial nq=1 "
               "latency percentiles in ms (search alone, path lookup, end to end), and QPS (queries/s) in batch "
-              "and with N client threads."),
+              "and with N client threads.", layout=layouts.SEARCH),
     ]
 
 
@@ -166,7 +170,8 @@ def _operating_points(group: Group, results: list[dict], prefix: str, level: int
              f"(as big-ann-benchmarks ranks). **Batch QPS**: {batch} queries per search call "
              "(search.query_batch_size), one thread. **QPS@1thr**: one client thread sending one query per call. "
              "'not reached' means no search point got there."),
-        Table(f"{prefix}operating_points", operating_points_table(results), "Best QPS (queries/s) at a recall floor."),
+        Table(f"{prefix}operating_points", operating_points_table(results), "Best QPS (queries/s) at a recall floor.",
+              layout=layouts.OPERATING_POINTS),
     ]
     points = _qps_points(results)
     if points["QPS@1thr"].isna().all():
