@@ -2,6 +2,8 @@
 timing trials (bench.measure.search) and the ≈ marks the report and the gate build on them."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -56,7 +58,9 @@ def test_latency_summary_refuses_unsupported_percentiles():
     assert summary["count"] == 100 and summary["p95_ms"] is not None and summary["p99_ms"] is None
     assert summary["p99_ms_ci95"] is None and summary["min_samples"]["p99"] == 368
     assert percentile_cell(summary, 99) == "n<368" and isinstance(percentile_cell(summary, 50), float)
-    assert percentile_cell({"p99_ms": 3.0}, 99) == 3.0  # results written before intervals keep their number
+    # Results written before intervals: their count says whether the number was one.
+    assert percentile_cell({"count": 50, "p99_ms": 3.0, "p50_ms": 1.0}, 99) == "n<368"
+    assert percentile_cell({"count": 50, "p99_ms": 3.0, "p50_ms": 1.0}, 50) == 1.0
 
 
 def test_significance_helpers():
@@ -158,3 +162,29 @@ def test_binomial_coverage_of_the_order_statistic_interval_is_exact():
     low, high = percentile_interval(x, 99)
     coverage = stats.binom.cdf(high - 1, n, q) - stats.binom.cdf(low - 1, n, q)
     assert coverage >= 0.95
+
+
+def _timed_point(label: str, recall: float, qps: float, low: float, high: float) -> dict:
+    spread = {"median": qps, "min": low, "max": high, "n": 3}
+    return {"label": label, "recall_at_k": recall, "recall_at_k_ci95": [recall - 0.02, min(1.0, recall + 0.02)],
+            "batch_qps": qps, "concurrent_qps": {"1": qps}, "repeats": 3,
+            "spread": {"batch_qps": spread, "concurrent_qps": {"1": spread}}}
+
+
+def test_report_says_the_corpus_is_too_small_to_rank_when_all_qps_overlap():
+    from bench.report.build import _operating_points, _qps_points, _unrankable
+    from bench.report.document import Text
+    from bench.report.runset import Group, Run
+
+    def result(points):
+        return {"model": {"name": "m"}, "index": {"type": "HNSW", "build_params": {}}, "config": {},
+                "search": {"top_k": 10, "points": points}}
+
+    tied = result([_timed_point("ef=10", 0.95, 500, 400, 600), _timed_point("ef=20", 0.99, 450, 380, 560)])
+    apart = result([_timed_point("ef=10", 0.95, 900, 850, 950), _timed_point("ef=20", 0.99, 450, 380, 560)])
+    assert _unrankable(_qps_points([tied]), "batch QPS") == ["m"]
+    assert _unrankable(_qps_points([apart]), "batch QPS") == []
+    blocks = _operating_points(Group([Run(Path("r"), tied)], {}), [tied], "", 2)
+    assert any(isinstance(b, Text) and "too small" in b.text for b in blocks)
+    blocks = _operating_points(Group([Run(Path("r"), apart)], {}), [apart], "", 2)
+    assert not any(isinstance(b, Text) and "too small" in b.text for b in blocks)

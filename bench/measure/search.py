@@ -9,8 +9,8 @@ machine hits every point alike instead of favouring the points measured in a qui
 - :func:`timing_trial`, ``repeats`` times per point:
   - serial nq=1 calls cycling through the queries until the latency percentiles have enough samples
     (pooled over the trials; bounded by search.latency_max_s): latency percentiles;
-  - serial nq=1 calls the way an application queries, search then image paths: end-to-end latency and
-    the path lookup alone, so the cost of each metadata backend is visible;
+  - serial nq=1 calls the way an application queries, search then image paths (the trials share one pass
+    over the queries): end-to-end latency and the path lookup alone, so each metadata backend's cost shows;
   - batched calls (search.query_batch_size queries each): batch QPS;
   - nq=1 calls from several client threads: QPS at each concurrency level.
 - :func:`summarize_trials`: latency percentiles over the pooled samples (with their sample counts and
@@ -92,8 +92,10 @@ class Trial:
 
 
 def timing_trial(store: VectorStore, metadata: MetadataStore, queries: np.ndarray, params: Mapping[str, Any],
-                 cfg: SearchConfig, seconds_per_query: float, confidence: float = 0.95) -> Trial:
-    """One trial: 1/repeats of the latency samples and of the throughput time the point gets in all."""
+                 cfg: SearchConfig, seconds_per_query: float, trial_number: int = 0,
+                 confidence: float = 0.95) -> Trial:
+    """Trial ``trial_number`` (0-based): 1/repeats of the latency samples, of the end-to-end pass and of
+    the throughput time the point gets in all."""
     k, nq, repeats = cfg.top_k, len(queries), max(1, cfg.repeats)
     n_latency = nq if cfg.latency_queries is None else max(1, min(cfg.latency_queries, nq))
     _warm_up(store, metadata, queries, params, cfg)  # other points ran since this point's last trial
@@ -109,8 +111,10 @@ def timing_trial(store: VectorStore, metadata: MetadataStore, queries: np.ndarra
         trial.search_s.append(seconds)
         i += 1
 
-    # Serial nq=1 again, the way an application queries: search, then the image paths (one pass).
-    for i in range(n_latency):
+    # Serial nq=1 again, the way an application queries: search, then the image paths. The trials
+    # share one pass over the latency queries (each takes the next slice), as one measurement did before.
+    share = math.ceil(n_latency / repeats)
+    for i in range(trial_number * share, min((trial_number + 1) * share, n_latency)):
         start = time.perf_counter()
         hits = store.search(queries[i:i + 1], k, params, with_paths=metadata.paths_in_search)
         resolve_start = time.perf_counter()
@@ -119,16 +123,16 @@ def timing_trial(store: VectorStore, metadata: MetadataStore, queries: np.ndarra
         trial.e2e_s.append(end - start)
         trial.resolve_s.append(end - resolve_start)
 
-    # Enough passes over the queries that each throughput figure covers its share of min_throughput_s.
-    one_pass_s = max(seconds_per_query * nq, 1e-6)
-    passes = max(1, math.ceil(cfg.min_throughput_s / repeats / one_pass_s))
+    # Throughput: this trial's share of search.min_throughput_s, counted in queries (at least one pass over
+    # them), so that three trials cost what one measurement of the whole time did.
+    count = max(nq, math.ceil(cfg.min_throughput_s / repeats / max(seconds_per_query, 1e-6)))
+    cycled = queries[np.arange(count) % nq]
     batch_seconds = 0.0
-    for _ in range(passes):
-        for start in range(0, nq, cfg.query_batch_size):
-            seconds, _ = _timed(store.search, queries[start:start + cfg.query_batch_size], k, params)
-            batch_seconds += seconds
-    trial.batch_qps = nq * passes / batch_seconds if batch_seconds > 0 else float("nan")
-    trial.concurrent_qps = {str(threads): _concurrent_qps(store, queries, k, params, threads, passes)
+    for start in range(0, count, cfg.query_batch_size):
+        seconds, _ = _timed(store.search, cycled[start:start + cfg.query_batch_size], k, params)
+        batch_seconds += seconds
+    trial.batch_qps = count / batch_seconds if batch_seconds > 0 else float("nan")
+    trial.concurrent_qps = {str(threads): _concurrent_qps(store, queries, k, params, threads, count)
                             for threads in cfg.concurrency}
     return trial
 
@@ -163,18 +167,18 @@ def interleaved_trials(store: VectorStore, metadata: MetadataStore, queries: np.
     repeats = max(1, cfg.repeats)
     trials: list[list[Trial]] = [[] for _ in points]
     with tqdm(total=repeats * len(points), desc="timing trials", unit="point", leave=False, disable=None) as bar:
-        for _ in range(repeats):
+        for trial_number in range(repeats):
             for point, label, done in zip(points, labels, trials):
                 bar.set_postfix_str(label)
                 done.append(timing_trial(store, metadata, queries, point.params, cfg, point.seconds_per_query,
-                                         confidence))
+                                         trial_number, confidence))
                 bar.update(1)
     return [summarize_trials(point.params, done, confidence) for point, done in zip(points, trials)]
 
 
 def _concurrent_qps(store: VectorStore, queries: np.ndarray, k: int, params: Mapping[str, Any],
-                    threads: int, passes: int) -> float:
-    """Every query `passes` times, nq=1 per call, spread over `threads` client threads."""
+                    threads: int, count: int) -> float:
+    """``count`` nq=1 calls cycling through the queries, spread over `threads` client threads."""
     nq = len(queries)
 
     def one(i: int) -> None:
@@ -182,6 +186,6 @@ def _concurrent_qps(store: VectorStore, queries: np.ndarray, k: int, params: Map
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         start = time.perf_counter()
-        list(pool.map(one, range(nq * passes)))
+        list(pool.map(one, range(count)))
         seconds = time.perf_counter() - start
-    return nq * passes / seconds
+    return count / seconds

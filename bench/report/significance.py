@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Sequence
 
-from bench.measure.statistics import (APPROX, Interval, as_interval, significantly_different,
-                                      spread_interval)
+from bench.measure.statistics import (APPROX, Interval, as_interval, min_samples_for_percentile,
+                                      significantly_different, spread_interval)
 
 BEST = "best"
 
@@ -39,13 +39,16 @@ def fmt_interval(interval: Optional[Interval | Sequence[float]], digits: int = 4
 
 
 def percentile_cell(latency: dict, percentile: int) -> Any:
-    """A latency percentile in ms, or ``n<368`` where the run had too few samples to support it (results
-    with ``min_samples`` say so; older ones held a number either way and show it)."""
+    """A latency percentile in ms, or ``n<368`` where the samples cannot support it. Results written
+    before issue 12 held a number either way; their ``count`` says whether it was one."""
     value = latency.get(f"p{percentile}_ms")
-    needed = (latency.get("min_samples") or {}).get(f"p{percentile}")
-    if value is None and needed is not None and (latency.get("count") or 0) < needed:
+    needed = (latency.get("min_samples") or {}).get(f"p{percentile}") or min_samples_for_percentile(percentile)
+    count = latency.get("count")
+    if count is not None and count < needed:
         return f"n<{needed}"
-    return value
+    # Four significant digits here: a column mixing numbers and "n<368" is text to tabulate, which would
+    # otherwise print every digit of the float.
+    return float(f"{value:.4g}") if value is not None else None
 
 
 def marks_vs_best(values: Sequence[Optional[float]], intervals: Sequence[Optional[Interval]],
