@@ -56,7 +56,7 @@ def marks_vs_best(values: Sequence[Optional[float]], intervals: Sequence[Optiona
     """For each value: ``best``, ``≈ best`` (its interval overlaps the best's), or its significant
     difference from the best in percent. Empty cells where a value or an interval is missing."""
     present = [i for i, v in enumerate(values) if v is not None and math.isfinite(v)]
-    if not present:
+    if len(present) < 2:  # nothing to compare with
         return [""] * len(values)
     pick = max if higher_is_better else min
     best = pick(present, key=lambda i: values[i])
