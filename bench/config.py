@@ -96,6 +96,23 @@ class SearchConfig:
     # Throughput passes repeat the query set until they have run at least this long, so a
     # small query set still gives a QPS figure that is not dominated by timer noise.
     min_throughput_s: float = 1.0
+    # Timing trials per point (issue 12), interleaved across points so drift hits all alike; the
+    # throughput time and latency samples above are split over them, so more trials cost little more.
+    repeats: int = 3
+    # Serial latency samples per point over all trials; None: enough for a bounded 95 % interval of
+    # every reported percentile (368 for p99). The latency loop cycles through the queries to get them,
+    latency_min_samples: Optional[int] = None
+    # ...but spends at most this long per point on it (all trials together); fewer samples leave p99 unreported.
+    latency_max_s: float = 3.0
+
+
+@dataclass
+class StatsConfig:
+    """Confidence intervals (bench.measure.statistics): bootstrap over queries for quality, order
+    statistics for latency percentiles."""
+    confidence: float = 0.95
+    bootstrap_resamples: int = 2000
+    seed: int = 0
 
 
 @dataclass
@@ -110,6 +127,7 @@ class Config:
     embeddings_dir: str = "${hydra:runtime.cwd}/reports/cache"
     # Build the comparison report at the end of a multirun.
     report_on_multirun: bool = True
+    stats: StatsConfig = field(default_factory=StatsConfig)
 
 
 def register_configs() -> None:

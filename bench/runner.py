@@ -18,11 +18,12 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from bench import PROJECT_ROOT, provenance
-from bench.config import Config
+from bench.config import Config, StatsConfig
 from bench.data.dataset import ImageRecord, load_dataset, split_queries
 from bench.errors import BenchError
 from bench.measure import evaluate
-from bench.measure.search import measure_point
+from bench.measure.search import interleaved_trials, search_topk
+from bench.measure.statistics import embedding_spread, with_intervals
 from bench.models.convert import ConvertedModel, ensure_onnx
 from bench.models.embed import Embeddings, embed_images
 from bench.report.tables import load_table, model_table, search_table, to_markdown, write_tables
@@ -47,6 +48,12 @@ def validate(cfg: Config) -> None:
             raise BenchError(f"{name}={value} must be a positive integer")
     if cfg.dataset.limit is not None and cfg.dataset.limit <= 0:
         raise BenchError(f"dataset.limit={cfg.dataset.limit} must be a positive integer (or null for all images)")
+    if cfg.search.repeats < 1 or cfg.search.latency_max_s <= 0:
+        raise BenchError(f"search.repeats={cfg.search.repeats} must be >= 1 and search.latency_max_s="
+                         f"{cfg.search.latency_max_s} > 0")
+    if not 0 < cfg.stats.confidence < 1 or cfg.stats.bootstrap_resamples < 1:
+        raise BenchError(f"stats.confidence={cfg.stats.confidence} must lie between 0 and 1 and "
+                         f"stats.bootstrap_resamples={cfg.stats.bootstrap_resamples} be >= 1")
     if any(c <= 0 for c in cfg.search.concurrency):
         raise BenchError(f"search.concurrency={list(cfg.search.concurrency)} must hold positive thread counts")
 
@@ -115,7 +122,7 @@ def _run_stages(cfg: Config, result: RunResult) -> None:
     k, metric = cfg.search.top_k, cfg.search.metric
     exact_rows, exact_distances = evaluate.exact_topk(vectors.corpus_vectors, vectors.query_vectors, k, metric)
     exact_ids = vectors.corpus_ids[exact_rows]
-    quality_of = _CategoryQuality(vectors.labels, vectors.query_ids, vectors.corpus_ids, k)
+    quality_of = _CategoryQuality(vectors.labels, vectors.query_ids, vectors.corpus_ids, k, cfg.stats)
     result.set("exact", quality_of(exact_ids))
     topk = {"query_ids": vectors.query_ids, "exact_ids": exact_ids, "exact_distances": exact_distances,
             "random_pair_distances": evaluate.random_pair_distances(vectors.corpus_vectors, metric, RANDOM_PAIRS,
@@ -136,7 +143,8 @@ def _convert_and_embed(cfg: Config, result: RunResult) -> _Vectors:
     result.set("model", {"name": model.name, "source": cfg.model.source, "embedding_dim": model.embedding_dim,
                          "onnx_path": model.onnx_path, "onnx_sha256": model.onnx_sha256,
                          "onnx_bytes": model.conversion.get("onnx_bytes"), "weights": model.weights,
-                         "conversion": model.conversion, "embedding": emb.stats})
+                         "conversion": model.conversion, "embedding": emb.stats,
+                         "embedding_spread": embedding_spread(emb.stats)})
 
     corpus_ids, corpus_vectors = _split_embeddings(emb, corpus)
     query_ids, query_vectors = _split_embeddings(emb, queries)
@@ -178,33 +186,44 @@ def _load_and_search(cfg: Config, result: RunResult, vectors: _Vectors, exact_id
         result.set("index", {"type": cfg.index.type, "build_params": dict(cfg.index.build),
                              "described_params": described, "load": load})
 
-        # Build once, then sweep every search-parameter point over the same index.
-        points = []
+        # Build once; search every point once for its results, then time all points in interleaved trials.
+        points, found, labels = [], [], []
         for i, params in enumerate(cfg.index.search):
-            params = dict(params)
-            label = point_label(params)
-            m = measure_point(store, metadata, vectors.query_vectors, params, cfg.search, label)
-            points.append({"label": label, **m.summary(),
-                           "recall_at_k": evaluate.recall_at_k(m.hits.ids, exact_ids, k), **quality_of(m.hits.ids)})
-            topk[f"ids_{i}"], topk[f"distances_{i}"] = m.hits.ids, m.hits.distances
+            labels.append(point_label(dict(params)))
+            found.append(search_topk(store, metadata, vectors.query_vectors, dict(params), cfg.search, labels[-1]))
+            points.append({"label": labels[-1], "params": found[-1].params, **quality_of(found[-1].hits.ids, exact_ids)})
+            topk[f"ids_{i}"], topk[f"distances_{i}"] = found[-1].hits.ids, found[-1].hits.distances
             result.set("search", {"top_k": k, "metric": cfg.search.metric, "points": points})
+        timings = interleaved_trials(store, metadata, vectors.query_vectors, found, labels, cfg.search,
+                                     cfg.stats.confidence)
+        for point, timing in zip(points, timings):
+            point.update(timing)
+        result.set("search", {"top_k": k, "metric": cfg.search.metric, "points": points})
     finally:
         metadata.close()
         store.close()
 
 
 class _CategoryQuality:
-    """precision@K and mAP@K of result ids, relevance being "shares a COCO category with the query"."""
+    """precision@K and mAP@K of result ids, relevance being "shares a COCO category with the query"; with
+    the exact ids, recall@K too. Each with its bootstrap interval over queries (``<metric>_ci95``)."""
 
-    def __init__(self, labels: dict[int, set[int]], query_ids: np.ndarray, corpus_ids: np.ndarray, k: int):
-        self.labels, self.k = labels, k
+    def __init__(self, labels: dict[int, set[int]], query_ids: np.ndarray, corpus_ids: np.ndarray, k: int,
+                 stats: StatsConfig):
+        self.labels, self.k, self.stats = labels, k, stats
         self.query_labels = [labels[int(q)] for q in query_ids]
         self.num_relevant = evaluate.num_relevant_in_corpus(self.query_labels, [labels[int(c)] for c in corpus_ids])
 
-    def __call__(self, result_ids: np.ndarray) -> dict[str, Any]:
+    def __call__(self, result_ids: np.ndarray, exact_ids: np.ndarray | None = None) -> dict[str, Any]:
         # Padded results (-1) have no labels, so they count as not relevant.
         result_labels = [[self.labels.get(int(r), set()) for r in row] for row in result_ids]
-        return evaluate.category_quality(self.query_labels, result_labels, self.k, self.num_relevant)
+        per_query = evaluate.category_quality_per_query(self.query_labels, result_labels, self.k, self.num_relevant)
+        if exact_ids is not None:
+            per_query = {"recall_at_k": evaluate.recall_per_query(result_ids, exact_ids, self.k), **per_query}
+        labelled = int(per_query["precision_at_k"].size)
+        return {**with_intervals(per_query, resamples=self.stats.bootstrap_resamples,
+                                 confidence=self.stats.confidence, seed=self.stats.seed),
+                "num_queries": labelled, "num_unlabelled": len(self.query_labels) - labelled}
 
 
 def _load(store: VectorStore, metadata: MetadataStore, spec: CollectionSpec, data: _Vectors,

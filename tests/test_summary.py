@@ -96,13 +96,13 @@ def test_indexes_of_one_model_are_not_ranked_on_a_small_corpus():
 
 
 def test_intervals_decide_tie_or_win():
-    tie = _floors([_result("a", "FLAT", [_point("default", 1.0, 1000, 1, batch_qps_ci95=[800, 1200])]),
-                   _result("b", "FLAT", [_point("default", 1.0, 500, 1, batch_qps_ci95=[450, 850])])])
-    assert tie.loc[0.9, "winner?"] == "no, ≈ tie within noise: the 95 % intervals overlap"
+    tie = _floors([_result("a", "FLAT", [_point("default", 1.0, 1000, 1, spread={"batch_qps": {"median": 1000, "min": 800, "max": 1200, "n": 3}})]),
+                   _result("b", "FLAT", [_point("default", 1.0, 500, 1, spread={"batch_qps": {"median": 500, "min": 450, "max": 850, "n": 3}})])])
+    assert tie.loc[0.9, "winner?"] == "no, ≈ tie within noise: their QPS ranges across trials overlap"
     # The same 1.1× lead that is "too close" without intervals is a win when the intervals are apart.
-    win = _floors([_result("a", "FLAT", [_point("default", 1.0, 1100, 1, batch_qps_ci95=[1090, 1110])]),
-                   _result("b", "FLAT", [_point("default", 1.0, 1000, 1, batch_qps_ci95=[990, 1010])])])
-    assert win.loc[0.9, "winner?"] == "yes, leads by 1.1×; 95 % intervals apart"
+    win = _floors([_result("a", "FLAT", [_point("default", 1.0, 1100, 1, spread={"batch_qps": {"median": 1100, "min": 1090, "max": 1110, "n": 3}})]),
+                   _result("b", "FLAT", [_point("default", 1.0, 1000, 1, spread={"batch_qps": {"median": 1000, "min": 990, "max": 1010, "n": 3}})])])
+    assert win.loc[0.9, "winner?"] == "yes, leads by 1.1×; QPS ranges across trials apart"
 
 
 def test_a_recall_interval_below_the_floor_is_flagged():
@@ -110,10 +110,11 @@ def test_a_recall_interval_below_the_floor_is_flagged():
     assert floors.loc[0.9, "winner?"] == "yes, only candidate; its recall interval reaches below 0.9"
 
 
-def test_interval_reads_ci95_and_trials():
+def test_interval_reads_bootstrap_intervals_and_trial_ranges():
     assert interval({"recall_at_k_ci95": [0.8, 0.9]}, "recall_at_k") == (0.8, 0.9)
-    assert interval({"batch_qps_trials": {"median": 5, "min": 4, "max": 6}}, "batch_qps") == (4.0, 6.0)
-    assert interval({"concurrent_qps_ci95": {"1": [1, 2]}}, "concurrent_qps", "1") == (1.0, 2.0)
+    assert interval({"spread": {"batch_qps": {"median": 5, "min": 4, "max": 6, "n": 3}}}, "batch_qps") == (4.0, 6.0)
+    assert interval({"spread": {"concurrent_qps": {"1": {"median": 1.5, "min": 1, "max": 2, "n": 3}}}},
+                    "concurrent_qps", "1") == (1.0, 2.0)
     assert interval({"recall_at_k": 0.9}, "recall_at_k") is None
     assert interval({"recall_at_k_ci95": [None, 0.9]}, "recall_at_k") is None
 

@@ -33,6 +33,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.gate.config import DETERMINISTIC_KINDS, GateConfig, load_gate_config
+from bench.measure.statistics import as_interval, relative_noise
 from bench.results import load_results, find_runs
 
 RELATIVE_KINDS = ("throughput", "latency", "build")
@@ -80,6 +81,8 @@ class MetricValue:
     metric: Metric
     value: Optional[float]
     note: str = ""
+    # A timing's own noise within its run: max/min - 1 across the run's timing trials (issue 12).
+    noise: Optional[float] = None
 
 
 def run_level_metrics(result: dict) -> list[MetricValue]:
@@ -117,20 +120,33 @@ def point_metrics(result: dict, point: dict) -> list[MetricValue]:
     """Metrics of one search-parameter point: quality against exact search, latency, QPS."""
     k = _top_k(result)
     latency = point.get("latency") or {}
+    spread = point.get("spread") or {}
+    latency_noise = spread.get("latency") or {}
     values = [
         MetricValue(Metric(f"recall@{k}", "quality", True), _number(point.get("recall_at_k"))),
         MetricValue(Metric(f"precision@{k}", "quality", True), _number(point.get("precision_at_k"))),
         MetricValue(Metric(f"mAP@{k}", "quality", True), _number(point.get("map_at_k"))),
-        MetricValue(Metric("search p50 ms", "latency", False), _number(latency.get("p50_ms"))),
-        MetricValue(Metric("search p95 ms", "latency", False), _number(latency.get("p95_ms"))),
-        MetricValue(Metric("search p99 ms", "latency", False), _number(latency.get("p99_ms"))),
-        MetricValue(Metric("batch QPS", "throughput", True), _number(point.get("batch_qps"))),
+        *(MetricValue(Metric(f"search p{p} ms", "latency", False), _number(latency.get(f"p{p}_ms")),
+                      noise=_latency_noise(latency, latency_noise, p)) for p in (50, 95, 99)),
+        MetricValue(Metric("batch QPS", "throughput", True), _number(point.get("batch_qps")),
+                    noise=relative_noise(spread.get("batch_qps"))),
     ]
     for threads, qps in sorted((point.get("concurrent_qps") or {}).items(), key=lambda kv: int(kv[0])):
-        values.append(MetricValue(Metric(f"QPS@{threads}thr", "throughput", True), _number(qps)))
+        values.append(MetricValue(Metric(f"QPS@{threads}thr", "throughput", True), _number(qps),
+                                  noise=relative_noise((spread.get("concurrent_qps") or {}).get(threads))))
     for name, value in sorted((point.get("overlap") or {}).items()):  # overlap@K with another model, if any
         values.append(MetricValue(Metric(f"overlap {name}", "quality", True), _number(value)))
     return values
+
+
+def _latency_noise(latency: dict, per_trial: dict, percentile: int) -> Optional[float]:
+    """A latency percentile's noise: max/min − 1 of its per-trial values; where no single trial has the
+    samples for it (p99 needs 368), the high/low − 1 of its interval over the trials' pooled samples."""
+    noise = relative_noise(per_trial.get(f"p{percentile}_ms"))
+    if noise is None:
+        interval = as_interval(latency.get(f"p{percentile}_ms_ci95"))
+        noise = interval[1] / interval[0] - 1.0 if interval and interval[0] > 0 else None
+    return noise
 
 
 def _per_second(count: Optional[float], seconds: Optional[float]) -> Optional[float]:
@@ -195,6 +211,7 @@ class Observation:
     baseline: Optional[float]
     current: Optional[float]
     note: str = ""
+    noise: tuple[Optional[float], Optional[float]] = (None, None)  # (baseline, current) trial noise
 
 
 def observe(baseline: Sequence[dict], current: Sequence[dict]) -> tuple[list[Observation], list[str]]:
@@ -259,7 +276,8 @@ def _observe_values(key: str, point: str, position: int, base: dict[str, MetricV
         metric = (b or c).metric  # type: ignore[union-attr]
         notes = [n for n in (note, b.note if b else "", c.note if c else "") if n]
         out.append(Observation(key, point, (position, order), metric, b.value if b else None,
-                               c.value if c else None, "; ".join(dict.fromkeys(notes))))
+                               c.value if c else None, "; ".join(dict.fromkeys(notes)),
+                               (b.noise if b else None, c.noise if c else None)))
     return out
 
 
@@ -324,7 +342,8 @@ def _floor(metric: Metric, cfg: GateConfig) -> float:
 
 
 def judge(metric: Metric, baselines: Sequence[Optional[float]], currents: Sequence[Optional[float]],
-          cfg: GateConfig, *, run: str = "", point: str = RUN_LEVEL, note: str = "") -> Row:
+          cfg: GateConfig, *, run: str = "", point: str = RUN_LEVEL, note: str = "",
+          trial_noise: Sequence[Optional[float]] = ()) -> Row:
     """The verdict on one metric from one or more (baseline, current) pairs, index-aligned.
 
     Relative kinds use the median of the per-pair ratios current/baseline, which cancels drift
@@ -332,6 +351,10 @@ def judge(metric: Metric, baselines: Sequence[Optional[float]], currents: Sequen
     both the threshold and the job's own noise (the larger of the two sides' max/min over their
     repeats), and (2) be seen in every pair (the ratios' spread must not reach "no change"). A noisy
     runner then costs sensitivity, not false alarms. Changes smaller than the kind's floor never count.
+
+    ``trial_noise`` holds each run's own noise from its timing trials (max/min − 1 across search.repeats),
+    on either side: the limits widen to the largest, with one pair as with several, so a single comparison
+    of two results.json files is judged against the noise both runs measured.
     """
     threshold = _threshold(metric, cfg)
     both = [(b, c) for b, c in zip(baselines, currents) if b is not None and c is not None]
@@ -355,10 +378,13 @@ def judge(metric: Metric, baselines: Sequence[Optional[float]], currents: Sequen
         # Ratio limits: below `low` or above `high` is a change. A threshold of 0.30 reads "30 % fewer
         # per second" for a throughput (ratio < 0.70) and "30 % longer" for a time (ratio > 1.30).
         low, high = 1.0 - threshold, 1.0 + threshold
+        # The same job's own noise: how far one side's repeats (interleaved pairs, or each run's timing
+        # trials) lie apart. A change smaller than that cannot be told from it, so the limits widen to it.
+        spreads = [1.0 + n for n in trial_noise if n is not None and math.isfinite(n)]
         if len(both) > 1:
-            # The same job's own noise: how far one side's repeats lie apart. A change smaller
-            # than that cannot be told from it, so the limits widen to it.
-            spread = max(_spread([b for b, _ in both]), _spread([c for _, c in both]))
+            spreads += [_spread([b for b, _ in both]), _spread([c for _, c in both])]
+        if spreads:
+            spread = max(spreads)
             row.noise = spread - 1.0
             low, high = min(low, 1.0 / spread), max(high, spread)
         below = median < low and all(r < 1.0 for r in ratios)  # every pair agrees on the direction
@@ -416,6 +442,9 @@ class Comparison:
     def table(self) -> pd.DataFrame:
         """The table a person reads: formatted strings, one row per metric."""
         interleaved = self.mode == "interleaved"
+        # A single comparison has a noise column too when the runs measured one (timing trials).
+        extra = ["ratio spread", "noise", "pairs"] if interleaved else (
+            ["noise"] if any(r.noise is not None for r in self.rows) else [])
         records = []
         for r in self.rows:
             record = {"metric": r.metric, "run": r.run, "point": r.point, "baseline": _fmt(r.baseline),
@@ -424,13 +453,13 @@ class Comparison:
             if interleaved:
                 record["ratio spread"] = (f"{r.ratio_min:.3f}–{r.ratio_max:.3f}" if r.ratio_min is not None
                                           else "")
-                record["noise"] = f"±{r.noise * 100:.0f}%" if r.noise is not None and math.isfinite(r.noise) else ""
                 record["pairs"] = r.pairs
+            if "noise" in extra:
+                record["noise"] = f"±{r.noise * 100:.0f}%" if r.noise is not None and math.isfinite(r.noise) else ""
             record["note"] = r.note
             records.append(record)
         return pd.DataFrame(records, columns=["metric", "run", "point", "baseline", "current", "change",
-                                              "threshold", "verdict"]
-                            + (["ratio spread", "noise", "pairs"] if interleaved else []) + ["note"])
+                                              "threshold", "verdict"] + extra + ["note"])
 
     def markdown(self) -> str:
         lines = [f"### bench regression gate: {self.summary()}", "",
@@ -438,7 +467,11 @@ class Comparison:
         if self.mode == "interleaved":
             lines += ["Timings: `change` is the median of the per-pair ratios current/baseline. A regression "
                       "must exceed the threshold and the job's own noise (the wider side's max/min over its "
-                      "repeats) in the median, and show in every pair (`ratio spread` must not reach 1).", ""]
+                      "repeats, and each run's own timing trials) in the median, and show in every pair "
+                      "(`ratio spread` must not reach 1).", ""]
+        elif any(r.noise is not None for r in self.rows):
+            lines += ["Timings: a regression must exceed the threshold and the runs' own noise (`noise`: the wider "
+                      "max/min across either run's timing trials, search.repeats).", ""]
         if self.notes:
             lines += [f"- {n}" for n in self.notes] + [""]
         table = self.table()
@@ -514,7 +547,7 @@ def compare_pairs(pairs: Sequence[tuple[Sequence[dict], Sequence[dict]]], cfg: O
         aligned = [pair.get(key) for pair in per_pair]
         rows.append(judge(first.metric, [o.baseline if o else None for o in aligned],
                           [o.current if o else None for o in aligned], cfg, run=first.run, point=first.point,
-                          note=first.note))
+                          note=first.note, trial_noise=[n for o in aligned if o for n in o.noise]))
     return Comparison(rows, notes, baseline, current, "interleaved" if len(pairs) > 1 else "single")
 
 

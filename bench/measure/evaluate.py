@@ -175,16 +175,29 @@ def recall_at_k(found_ids: IdRows, exact_ids: IdRows, k: int) -> float:
     return float(recall_per_query(found_ids, exact_ids, k).mean())
 
 
+def overlap_per_query(ids_a: IdRows, ids_b: IdRows, k: int) -> np.ndarray:
+    """Per query: ``|A ∩ B| / K`` over each row's first K slots, ``-1`` and absent slots dropped."""
+    _check_k(k)
+    a, b = _topk_sets(ids_a, k, "ids_a"), _topk_sets(ids_b, k, "ids_b")
+    _check_same_rows(a, b)
+    return np.array([len(x & y) / k for x, y in zip(a, b)], dtype=np.float64)
+
+
 def overlap_at_k(ids_a: IdRows, ids_b: IdRows, k: int) -> float:
     """overlap@K between two result lists for the same queries (e.g. two models).
 
     Mean over queries of ``|A ∩ B| / K`` where A, B are the ids in each row's first K slots, with
     ``-1`` and absent slots dropped. Symmetric in A and B.
     """
+    return float(overlap_per_query(ids_a, ids_b, k).mean())
+
+
+def jaccard_per_query(ids_a: IdRows, ids_b: IdRows, k: int) -> np.ndarray:
+    """Per query: ``|A ∩ B| / |A ∪ B|`` over each row's first K slots (1 for two empty sets)."""
     _check_k(k)
     a, b = _topk_sets(ids_a, k, "ids_a"), _topk_sets(ids_b, k, "ids_b")
     _check_same_rows(a, b)
-    return float(np.mean([len(x & y) / k for x, y in zip(a, b)]))
+    return np.array([len(x & y) / len(x | y) if (x or y) else 1.0 for x, y in zip(a, b)], dtype=np.float64)
 
 
 def jaccard_at_k(ids_a: IdRows, ids_b: IdRows, k: int) -> float:
@@ -193,15 +206,17 @@ def jaccard_at_k(ids_a: IdRows, ids_b: IdRows, k: int) -> float:
     ``-1`` and absent slots are dropped. Two empty sets count as identical (Jaccard 1), the usual
     convention. With full, duplicate-free rows this equals ``o / (2 − o)`` for overlap ``o``.
     """
-    _check_k(k)
-    a, b = _topk_sets(ids_a, k, "ids_a"), _topk_sets(ids_b, k, "ids_b")
-    _check_same_rows(a, b)
-    return float(np.mean([len(x & y) / len(x | y) if (x or y) else 1.0 for x, y in zip(a, b)]))
+    return float(jaccard_per_query(ids_a, ids_b, k).mean())
 
 
 def rank_biased_overlap(ids_a: IdRows, ids_b: IdRows, p: float = 0.9,
                         k: Optional[int] = None) -> float:
-    """Mean over queries of extrapolated rank-biased overlap, RBO_ext (Webber, Moffat & Zobel 2010,
+    """Mean over queries of :func:`rbo_per_query`."""
+    return float(rbo_per_query(ids_a, ids_b, p, k).mean())
+
+
+def rbo_per_query(ids_a: IdRows, ids_b: IdRows, p: float = 0.9, k: Optional[int] = None) -> np.ndarray:
+    """Per query: extrapolated rank-biased overlap, RBO_ext (Webber, Moffat & Zobel 2010,
     eq. 32 with equal lengths).
 
     For two rankings S, T evaluated to depth k, with ``X_d = |S[:d] ∩ T[:d]|`` and ``A_d = X_d / d``::
@@ -228,7 +243,7 @@ def rank_biased_overlap(ids_a: IdRows, ids_b: IdRows, p: float = 0.9,
     for row_a, row_b in zip(rows_a, rows_b):
         agreement = _prefix_agreement(row_a[:depth], row_b[:depth], depth)
         scores.append(agreement[-1] * p ** depth + (1.0 - p) / p * float(agreement @ weights))
-    return float(np.mean(scores))
+    return np.array(scores, dtype=np.float64)
 
 
 def _prefix_agreement(row_a: list[int], row_b: list[int], depth: int) -> np.ndarray:
@@ -385,6 +400,19 @@ def map_at_k(relevance: np.ndarray, num_relevant: Optional[np.ndarray] = None) -
     return float(average_precision_per_query(relevance, num_relevant).mean())
 
 
+def category_quality_per_query(query_labels: Sequence[Labels], result_labels: Sequence[Sequence[Labels]], k: int,
+                               num_relevant: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+    """Per labelled query: ``{"precision_at_k": P@K, "map_at_k": AP@K}`` (float64 arrays, unlabelled
+    queries left out, so both are empty when no query has labels)."""
+    relevance = category_relevance(query_labels, result_labels, k)
+    labelled = labelled_queries(query_labels)
+    if not labelled.any():
+        return {"precision_at_k": np.zeros(0), "map_at_k": np.zeros(0)}
+    r_q = None if num_relevant is None else np.asarray(num_relevant)[labelled]
+    return {"precision_at_k": precision_per_query(relevance[labelled]),
+            "map_at_k": average_precision_per_query(relevance[labelled], r_q)}
+
+
 def category_quality(query_labels: Sequence[Labels], result_labels: Sequence[Sequence[Labels]], k: int,
                      num_relevant: Optional[np.ndarray] = None) -> dict[str, Optional[float] | int]:
     """precision@K and mAP@K over the queries that have labels, in one call.
@@ -394,15 +422,13 @@ def category_quality(query_labels: Sequence[Labels], result_labels: Sequence[Seq
     query the two metrics are None (undefined), not 0. ``num_relevant`` (R_q, for all queries) is
     passed to :func:`average_precision_per_query`.
     """
-    relevance = category_relevance(query_labels, result_labels, k)
-    labelled = labelled_queries(query_labels)
-    count = int(labelled.sum())
+    per_query = category_quality_per_query(query_labels, result_labels, k, num_relevant)
+    count = int(per_query["precision_at_k"].size)
     if count == 0:
         return {"precision_at_k": None, "map_at_k": None, "num_queries": 0,
                 "num_unlabelled": len(query_labels)}
-    r_q = None if num_relevant is None else np.asarray(num_relevant)[labelled]
-    return {"precision_at_k": precision_at_k(relevance[labelled]),
-            "map_at_k": map_at_k(relevance[labelled], r_q),
+    return {"precision_at_k": float(per_query["precision_at_k"].mean()),
+            "map_at_k": float(per_query["map_at_k"].mean()),
             "num_queries": count, "num_unlabelled": len(query_labels) - count}
 
 

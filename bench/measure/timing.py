@@ -1,17 +1,30 @@
-"""Latency summaries, defined once so every table reports the same percentiles."""
+"""Latency summaries, defined once so every table reports the same percentiles.
+
+A percentile is reported only where the samples support it: with fewer samples than its
+distribution-free 95 % interval needs (bench.measure.statistics.min_samples_for_percentile: p95 needs 72,
+p99 368), ``pNN_ms`` is None, never a number that is really the maximum by another name.
+"""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from bench.measure.statistics import ci_key, min_samples_for_percentile, percentile_interval
 
-def summarize_latencies(seconds: Sequence[float]) -> dict[str, float]:
-    """Percentiles of per-call wall times, in milliseconds."""
-    if len(seconds) == 0:
-        return {"count": 0, "mean_ms": float("nan"), "p50_ms": float("nan"), "p95_ms": float("nan"),
-                "p99_ms": float("nan"), "max_ms": float("nan")}
+PERCENTILES = (50, 95, 99)
+
+
+def summarize_latencies(seconds: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
+    """Percentiles of per-call wall times, in milliseconds, each with its order-statistic interval
+    (``p99_ms_ci95``) and None where ``count`` is below ``min_samples[pNN]``."""
     ms = np.asarray(seconds, dtype=np.float64) * 1e3
-    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-    return {"count": int(ms.size), "mean_ms": float(ms.mean()), "p50_ms": float(p50),
-            "p95_ms": float(p95), "p99_ms": float(p99), "max_ms": float(ms.max())}
+    summary: dict[str, Any] = {"count": int(ms.size), "mean_ms": float(ms.mean()) if ms.size else None}
+    for p in PERCENTILES:
+        key = f"p{p}_ms"
+        supported = ms.size >= min_samples_for_percentile(p, confidence)
+        summary[key] = float(np.percentile(ms, p)) if supported else None
+        summary[ci_key(key, confidence)] = percentile_interval(ms, p, confidence) if supported else None
+    summary["max_ms"] = float(ms.max()) if ms.size else None
+    summary["min_samples"] = {f"p{p}": min_samples_for_percentile(p, confidence) for p in PERCENTILES}
+    return summary

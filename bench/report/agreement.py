@@ -8,7 +8,10 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from bench.measure.evaluate import jaccard_at_k, overlap_at_k, rank_biased_overlap
+from bench.config import StatsConfig
+from bench.measure.evaluate import jaccard_per_query, overlap_per_query, rbo_per_query
+from bench.measure.statistics import ci_key, with_intervals
+from bench.report.significance import fmt_interval
 
 # RBO's persistence: 0.9 puts about 86 % of the weight on the first 10 ranks (see evaluate.rank_biased_overlap).
 RBO_P = 0.9
@@ -30,8 +33,13 @@ def align_rows(reference_ids: np.ndarray, query_ids: np.ndarray, rows: np.ndarra
 
 def pair_agreement(ids_a: np.ndarray, ids_b: np.ndarray, k: int, p: float = RBO_P) -> dict[str, float]:
     """overlap@K, Jaccard@K and RBO (to depth K) between two aligned result arrays."""
-    return {"overlap": overlap_at_k(ids_a, ids_b, k), "jaccard": jaccard_at_k(ids_a, ids_b, k),
-            "rbo": rank_biased_overlap(ids_a, ids_b, p=p, k=k)}
+    return {measure: float(values.mean()) for measure, values in pair_agreement_per_query(ids_a, ids_b, k, p).items()}
+
+
+def pair_agreement_per_query(ids_a: np.ndarray, ids_b: np.ndarray, k: int, p: float = RBO_P) -> dict[str, np.ndarray]:
+    """The same three measures per query, for their bootstrap intervals."""
+    return {"overlap": overlap_per_query(ids_a, ids_b, k), "jaccard": jaccard_per_query(ids_a, ids_b, k),
+            "rbo": rbo_per_query(ids_a, ids_b, p=p, k=k)}
 
 
 def agreement_matrices(results: dict[str, tuple[np.ndarray, np.ndarray]], k: int,
@@ -58,12 +66,15 @@ def agreement_matrices(results: dict[str, tuple[np.ndarray, np.ndarray]], k: int
 
 
 def pairwise_table(settings: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], k: int,
-                   p: float = RBO_P) -> pd.DataFrame:
-    """Long table, one row per (setting, model pair): the same measures at each index/search point.
+                   p: float = RBO_P, stats: StatsConfig | None = None) -> pd.DataFrame:
+    """Long table, one row per (setting, model pair): the same measures at each index/search point, each
+    with its bootstrap interval over queries (``stats``: resamples, confidence, seed).
 
     ``settings`` maps a setting label (e.g. "HNSW(M=16) ef=40") to the per-model results there; a
     setting with fewer than two models has no pairs and no rows.
     """
+    stats = stats or StatsConfig()
+    level = f"{round(stats.confidence * 100)}% CI"
     rows = []
     for setting, results in settings.items():
         names = list(results)
@@ -72,7 +83,11 @@ def pairwise_table(settings: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
         reference = results[names[0]][0]
         aligned = {name: align_rows(reference, qids, ids) for name, (qids, ids) in results.items()}
         for a, b in combinations(names, 2):
-            values = pair_agreement(aligned[a], aligned[b], k, p)
-            rows.append({"results at": setting, "model A": a, "model B": b, f"overlap@{k}": values["overlap"],
-                         f"jaccard@{k}": values["jaccard"], f"RBO(p={p})": values["rbo"]})
+            values = with_intervals(pair_agreement_per_query(aligned[a], aligned[b], k, p),
+                                    resamples=stats.bootstrap_resamples, confidence=stats.confidence, seed=stats.seed)
+            row = {"results at": setting, "model A": a, "model B": b}
+            for measure, title in (("overlap", f"overlap@{k}"), ("jaccard", f"jaccard@{k}"), ("rbo", f"RBO(p={p})")):
+                row[title] = values[measure]
+                row[f"{title} {level}"] = fmt_interval(values[ci_key(measure, stats.confidence)])
+            rows.append(row)
     return pd.DataFrame(rows)

@@ -19,12 +19,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.config import StatsConfig
 from bench.errors import BenchError
+from bench.measure.statistics import all_within_noise
 from bench.report import agreement, distances, layouts, plots, summary
 from bench.report.comparison_tables import (RECALL_THRESHOLDS, index_setting, operating_points_table,
                                             provenance_table, quality_table, runs_table, versions_table)
 from bench.report.document import Block, Bullets, Document, Figure, Heading, Table, Text, write_document
 from bench.report.runset import Group, Run, RunSet, describe_value, load_runset
+from bench.report.significance import qps_interval, quality_interval
 from bench.report.tables import load_table, model_table, search_table
 
 TITLE = "bench comparison report"
@@ -148,16 +151,38 @@ def _indexes(group: Group, results: list[dict], prefix: str, level: int) -> list
     ]
 
 
+QPS_COLUMNS = ("batch QPS", "QPS@1thr")
+
+
 def _qps_points(results: list[dict]) -> pd.DataFrame:
+    """One row per search point, with the intervals the Pareto frontier and the ≈ marks use: recall's
+    bootstrap interval over queries and each QPS's min–max across trials ("<column> low/high")."""
     rows = []
     for r in results:
         for point in r["search"]["points"]:
+            recall_ci = quality_interval(point, "recall_at_k") or (None, None)
+            batch, one = qps_interval(point) or (None, None), qps_interval(point, "1") or (None, None)
             rows.append({"model": r["model"]["name"], "index": index_setting(r), "label": point["label"],
                          "recall": point.get("recall_at_k"), "batch QPS": point.get("batch_qps"),
-                         "QPS@1thr": point.get("concurrent_qps", {}).get("1")})
-    # null (a failed measurement) becomes NaN, which the plot and the Pareto frontier leave out.
-    return pd.DataFrame(rows, columns=["model", "index", "label", "recall", "batch QPS", "QPS@1thr"]).astype(
-        {"recall": float, "batch QPS": float, "QPS@1thr": float})
+                         "QPS@1thr": point.get("concurrent_qps", {}).get("1"),
+                         "recall low": recall_ci[0], "recall high": recall_ci[1],
+                         "batch QPS low": batch[0], "batch QPS high": batch[1],
+                         "QPS@1thr low": one[0], "QPS@1thr high": one[1]})
+    columns = ["model", "index", "label", "recall", *QPS_COLUMNS, "recall low", "recall high",
+               *(f"{c} {end}" for c in QPS_COLUMNS for end in ("low", "high"))]
+    # null (a failed measurement or no interval) becomes NaN, which the plot and the Pareto frontier leave out.
+    return pd.DataFrame(rows, columns=columns).astype({c: float for c in columns[3:]})
+
+
+def _unrankable(points: pd.DataFrame, column: str) -> list[str]:
+    """Models whose every search point's QPS (``column``) lies within the noise of all the others."""
+    out = []
+    for model, own in points.groupby("model", sort=False):
+        intervals = [None if np.isnan(lo) or np.isnan(hi) else (lo, hi)
+                     for lo, hi in zip(own[f"{column} low"], own[f"{column} high"])]
+        if all_within_noise(intervals):
+            out.append(str(model))
+    return out
 
 
 def _operating_points(group: Group, results: list[dict], prefix: str, level: int) -> list[Block]:
@@ -169,17 +194,34 @@ def _operating_points(group: Group, results: list[dict], prefix: str, level: int
         Text(f"For each model × index, the highest QPS among search points reaching recall@{k} ≥ {thresholds} "
              f"(as big-ann-benchmarks ranks). **Batch QPS**: {batch} queries per search call "
              "(search.query_batch_size), one thread. **QPS@1thr**: one client thread sending one query per call. "
-             "'not reached' means no search point got there."),
+             "'not reached' means no search point got there. Each QPS is the median of its timing trials "
+             "(search.repeats), with the min–max across them; **within noise** lists the other points reaching the "
+             "floor whose QPS range overlaps the best one's (≈: no winner among them)."),
         Table(f"{prefix}operating_points", operating_points_table(results), "Best QPS (queries/s) at a recall floor.",
               layout=layouts.OPERATING_POINTS),
     ]
     points = _qps_points(results)
     if points["QPS@1thr"].isna().all():
         blocks.append(Text("search.concurrency did not include 1, so there is no 1-thread QPS.", "note"))
+    for column in QPS_COLUMNS:
+        unrankable = _unrankable(points, column)
+        if unrankable:
+            blocks.append(Text(
+                f"**{column}**: for {', '.join(unrankable)}, every search point's QPS lies within the noise of all "
+                f"the others (their min–max ranges across {_trials(results)} trials overlap). The corpus is too small "
+                "(or the machine too noisy) to rank index speed: read the best-QPS column above as a tie, not a "
+                "ranking.", "warning"))
     blocks.append(Figure(f"{prefix}recall_qps", plots.recall_qps(points, k),
-                         f"Recall@{k} vs QPS for every search point; ringed points joined by thick lines mark each model's Pareto "
-                         "frontier over all its indexes (no other point has both higher recall and higher QPS)."))
+                         f"Recall@{k} vs QPS for every search point, with bars for the QPS min–max across trials; ringed "
+                         "points joined by thick lines mark each model's Pareto frontier over all its indexes: a point is "
+                         "dominated only when another is significantly better on one axis (recall's 95 % bootstrap "
+                         "interval, or the QPS range across trials, do not overlap) and not significantly worse on the other."))
     return blocks
+
+
+def _trials(results: list[dict]) -> str:
+    counts = sorted({p.get("repeats", 1) for r in results for p in r["search"]["points"]})
+    return "/".join(map(str, counts)) or "?"
 
 
 def _first_with_topk(runs: list[Run]) -> dict[str, Run]:
@@ -232,9 +274,16 @@ def _agreement(group: Group, results: list[dict], prefix: str, level: int) -> li
     blocks.append(Heading("At each index and search point", level + 1))
     blocks.append(Text("Runs are matched by index type, build params and search point; a point that only one "
                        "model ran has no row."))
-    blocks.append(Table(f"{prefix}agreement_points", agreement.pairwise_table(settings, k),
-                        "Agreement for every pair of models, at the exact results and at each search point."))
+    blocks.append(Table(f"{prefix}agreement_points", agreement.pairwise_table(settings, k, stats=_stats_config(group)),
+                        "Agreement for every pair of models, at the exact results and at each search point, with "
+                        "95 % bootstrap intervals over queries."))
     return blocks
+
+
+def _stats_config(group: Group) -> StatsConfig:
+    """The interval settings the runs used (their config's ``stats``), or the defaults for older runs."""
+    saved = group.runs[0].data.get("config", {}).get("stats") or {}
+    return StatsConfig(**{k: v for k, v in saved.items() if k in StatsConfig.__dataclass_fields__})
 
 
 def _distances(group: Group, results: list[dict], prefix: str, level: int) -> list[Block]:

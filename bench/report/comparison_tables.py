@@ -5,11 +5,14 @@ in a single run's tables and in the report.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import pandas as pd
 
 from bench.measure.evaluate import best_qps_at_recall
+from bench.measure.statistics import APPROX, Interval, significantly_different
+from bench.report.significance import fmt_interval, marks_vs_best, qps_interval, quality_interval
 from bench.report.tables import NO_PARAMS, _store_label, _weights_label, quality_cell
 from bench.stores.indexes import format_params
 
@@ -29,18 +32,27 @@ def _number(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _best_point(points: list[tuple[float, float, str]], threshold: float) -> tuple[float | None, str]:
-    """Highest QPS among (recall, qps, label) points with recall >= threshold, and its label."""
-    best = best_qps_at_recall([(r, q) for r, q, _ in points], [threshold])[threshold]
+def _best_point(points: list[tuple[float, float, str, Interval | None]],
+                threshold: float) -> tuple[float | None, str, Interval | None, str]:
+    """Highest QPS among (recall, qps, label, qps interval) points with recall >= threshold: its QPS,
+    label and interval, and the other qualifying points whose QPS is within its noise ("≈ a, b")."""
+    best = best_qps_at_recall([(r, q) for r, q, _, _ in points], [threshold])[threshold]
     if best is None:
-        return None, "not reached"
-    label = next(lbl for r, q, lbl in points if r >= threshold and q == best)
-    return best, label
+        return None, "not reached", None, ""
+    r_best, q_best, label, interval = next(p for p in points if p[0] >= threshold and p[1] == best)
+    ties = [lbl for r, q, lbl, other in points
+            if r >= threshold and lbl != label and not math.isnan(q) and interval is not None
+            and other is not None and not significantly_different(interval, other)]
+    return best, label, interval, f"{APPROX} {', '.join(ties)}" if ties else ""
 
 
 def operating_points_table(results: Iterable[dict], thresholds: Iterable[float] = RECALL_THRESHOLDS) -> pd.DataFrame:
     """Per model × index and recall threshold, the best QPS reaching it (the big-ann-benchmarks ranking):
-    batch QPS (many queries per call) and QPS with one client thread (one query per call, serial)."""
+    batch QPS (many queries per call) and QPS with one client thread (one query per call, serial).
+
+    Each best QPS (the median of its trials) comes with its min–max across trials, and "within noise"
+    lists the other points that reach the floor with a QPS range overlapping the best's: no winner
+    among them can be called."""
     series: dict[tuple[str, str], dict[str, list]] = {}
     k = None
     for r in results:
@@ -51,21 +63,27 @@ def operating_points_table(results: Iterable[dict], thresholds: Iterable[float] 
         s = series.setdefault((r["model"]["name"], index_setting(r)), {"batch": [], "thread1": []})
         for point in search["points"]:
             recall = _number(point.get("recall_at_k"))
-            s["batch"].append((recall, _number(point.get("batch_qps")), point["label"]))
-            s["thread1"].append((recall, _number(point.get("concurrent_qps", {}).get("1")), point["label"]))
+            s["batch"].append((recall, _number(point.get("batch_qps")), point["label"], qps_interval(point)))
+            s["thread1"].append((recall, _number(point.get("concurrent_qps", {}).get("1")), point["label"],
+                                 qps_interval(point, "1")))
     rows = []
     for (model, index), s in series.items():
         for t in thresholds:
-            batch, batch_at = _best_point(s["batch"], t)
-            one, one_at = _best_point(s["thread1"], t)
+            batch, batch_at, batch_range, batch_ties = _best_point(s["batch"], t)
+            one, one_at, one_range, one_ties = _best_point(s["thread1"], t)
             rows.append({"model": model, "index": index, f"min recall@{k}": t, "best batch QPS": batch,
-                         "batch: search params": batch_at, "best QPS@1thr": one, "1thr: search params": one_at})
+                         "batch QPS range": fmt_interval(batch_range), "batch: search params": batch_at,
+                         "batch: within noise": batch_ties, "best QPS@1thr": one,
+                         "QPS@1thr range": fmt_interval(one_range), "1thr: search params": one_at,
+                         "1thr: within noise": one_ties})
     return pd.DataFrame(rows)
 
 
 def quality_table(results: Iterable[dict]) -> pd.DataFrame:
-    """Category precision@K and mAP@K per model: on the exact top-K, then at every index search point."""
-    rows, seen = [], set()
+    """Category precision@K and mAP@K per model, with their 95 % bootstrap intervals over queries: on the
+    exact top-K, then at every index search point. On exact search, "vs best model" marks the models
+    whose precision cannot be told from the best one's (≈)."""
+    rows, seen, exact_rows = [], set(), []
     for r in results:
         model, search = r.get("model"), r.get("search")
         if not model or not search:
@@ -74,17 +92,26 @@ def quality_table(results: Iterable[dict]) -> pd.DataFrame:
         exact = r.get("exact") or {}
         if model["name"] not in seen and exact:
             seen.add(model["name"])
-            rows.append({"model": model["name"], "weights": weights, "results": "exact search",
-                         f"precision@{k}": quality_cell(exact.get("precision_at_k")),
-                         f"mAP@{k}": quality_cell(exact.get("map_at_k")),
-                         "queries": exact.get("num_queries"), "unlabelled queries": exact.get("num_unlabelled")})
+            exact_rows.append(len(rows))
+            rows.append(_quality_row(model["name"], weights, "exact search", exact, k))
         for point in search["points"]:
-            rows.append({"model": model["name"], "weights": weights,
-                         "results": f"{index_setting(r)} {point['label']}",
-                         f"precision@{k}": quality_cell(point.get("precision_at_k")),
-                         f"mAP@{k}": quality_cell(point.get("map_at_k")),
-                         "queries": point.get("num_queries"), "unlabelled queries": point.get("num_unlabelled")})
+            rows.append(_quality_row(model["name"], weights, f"{index_setting(r)} {point['label']}", point, k))
+    if rows and len(exact_rows) > 1:
+        marks = marks_vs_best([rows[i]["_value"] for i in exact_rows], [rows[i]["_interval"] for i in exact_rows])
+        for i, mark in zip(exact_rows, marks):
+            rows[i]["vs best model"] = mark
+    for row in rows:
+        del row["_value"], row["_interval"]
     return pd.DataFrame(rows)
+
+
+def _quality_row(model: str, weights: str, where: str, section: dict, k: int) -> dict:
+    return {"model": model, "weights": weights, "results": where,
+            f"precision@{k}": quality_cell(section.get("precision_at_k")),
+            f"precision@{k} 95% CI": fmt_interval(quality_interval(section, "precision_at_k")),
+            f"mAP@{k}": quality_cell(section.get("map_at_k")), f"mAP@{k} 95% CI": fmt_interval(quality_interval(section, "map_at_k")),
+            "queries": section.get("num_queries"), "unlabelled queries": section.get("num_unlabelled"),
+            "_value": section.get("precision_at_k"), "_interval": quality_interval(section, "precision_at_k")}
 
 
 def runs_table(runs: dict[str, dict]) -> pd.DataFrame:

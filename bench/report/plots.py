@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.measure.evaluate import pareto_frontier  # noqa: E402
+from bench.measure.statistics import pareto_frontier_with_noise  # noqa: E402
 
 DPI = 110
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -37,7 +37,9 @@ def recall_qps(points: pd.DataFrame, k: int) -> bytes:
     """Recall–QPS trade-off, one panel per QPS kind, with each model's Pareto frontier over all its indexes.
 
     ``points`` has columns model, index, label, recall, "batch QPS", "QPS@1thr" (NaN where not measured).
-    A point is on the frontier when no other point of that model has both higher recall and higher QPS.
+    Optional columns "recall low/high" and "<QPS column> low/high" hold the intervals: a point is then
+    dominated only when another point of that model is significantly better on one axis and not significantly
+    worse on the other (bench.measure.statistics.dominates); without them, the plain Pareto definition.
     """
     models = list(dict.fromkeys(points["model"]))
     indexes = list(dict.fromkeys(points["index"]))
@@ -49,9 +51,17 @@ def recall_qps(points: pd.DataFrame, k: int) -> bytes:
         for (model, index), series in points.groupby(["model", "index"], sort=False):
             ax.plot(series["recall"], series[column], linestyle=":", linewidth=0.8, marker=marker[index],
                     color=colour[model], alpha=0.75, label=f"{model} · {index}")
+            low, high = _column(series, f"{column} low"), _column(series, f"{column} high")
+            if np.isfinite(low).any():  # the min–max across timing trials
+                values = series[column].to_numpy(dtype=float)
+                ax.errorbar(series["recall"], values, yerr=[np.clip(values - low, 0, None), np.clip(high - values, 0, None)],
+                            fmt="none", ecolor=colour[model], alpha=0.5, capsize=2)
         for model in models:
             own = points[points["model"] == model]
-            frontier = pareto_frontier(list(zip(own["recall"], own[column])))
+            frontier = pareto_frontier_with_noise(
+                [(r, _interval(rl, rh), q, _interval(ql, qh)) for r, rl, rh, q, ql, qh in
+                 zip(own["recall"], _column(own, "recall low"), _column(own, "recall high"), own[column],
+                     _column(own, f"{column} low"), _column(own, f"{column} high"))])
             if frontier:
                 front = own.iloc[frontier]
                 # Ringed markers as well as the line: a frontier of one point has no line to show.
@@ -71,6 +81,15 @@ def recall_qps(points: pd.DataFrame, k: int) -> bytes:
     axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
     fig.suptitle("Recall vs QPS (up and to the right is better)")
     return _png(fig)
+
+
+def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A float column, all NaN when absent (results without intervals)."""
+    return frame[name].to_numpy(dtype=float) if name in frame else np.full(len(frame), np.nan)
+
+
+def _interval(low: float, high: float):
+    return None if np.isnan(low) or np.isnan(high) else (float(low), float(high))
 
 
 def _shared_bins(arrays: list[np.ndarray]) -> np.ndarray:

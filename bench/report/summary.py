@@ -16,10 +16,12 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from bench.measure.statistics import significantly_different
 from bench.report.comparison_tables import RECALL_THRESHOLDS
 from bench.report.document import (MISSING, Block, Bullets, Document, Heading, Layout, Table, format_cell,
                                    format_number, heading_anchors)
 from bench.report.runset import Group, RunSet
+from bench.report.significance import qps_interval, quality_interval
 from bench.stores.milvus import MIN_ROWS_TO_INDEX
 
 TITLE = "Summary"
@@ -36,20 +38,14 @@ FLOORS = Layout(id_columns=(), wrap=True)
 
 
 def interval(values: dict, key: str, sub: str | None = None) -> tuple[float, float] | None:
-    """The 95 % interval results.json records for ``values[key]`` (``values[key][sub]`` for a
-    per-thread figure), or None where none was measured.
-
-    The one place that knows how intervals are stored: ``<key>_ci95: [low, high]`` (recall, precision,
-    mAP), or ``<key>_trials: {median, min, max}`` for repeated timings (the min-max range)."""
-    for name in (f"{key}_ci95", f"{key}_trials"):
-        found = values.get(name)
-        if sub is not None and isinstance(found, dict):
-            found = found.get(sub)
-        if isinstance(found, dict):
-            found = (found.get("min"), found.get("max"))
-        if isinstance(found, (list, tuple)) and len(found) == 2 and all(isinstance(v, (int, float)) for v in found):
-            return float(found[0]), float(found[1])
-    return None
+    """The interval results.json records for ``values[key]`` (``values[key][sub]`` for a per-thread
+    QPS), or None where none was measured: the min–max across timing trials for a QPS, the bootstrap
+    interval for a quality figure. How they are stored is :mod:`bench.report.significance`'s to know."""
+    if key == "batch_qps":
+        return qps_interval(values)
+    if key == "concurrent_qps":
+        return qps_interval(values, sub)
+    return quality_interval(values, key)
 
 
 @dataclass
@@ -98,9 +94,9 @@ def _verdict(best: _Candidate, runner_up: _Candidate | None) -> tuple[bool, str]
         return True, "only candidate"
     ratio = best.qps / runner_up.qps if runner_up.qps > 0 else float("inf")
     if best.qps_interval and runner_up.qps_interval:
-        if best.qps_interval[0] <= runner_up.qps_interval[1]:
-            return False, "≈ tie within noise: the 95 % intervals overlap"
-        return True, f"leads by {_ratio(ratio)}; 95 % intervals apart"
+        if not significantly_different(best.qps_interval, runner_up.qps_interval):
+            return False, "≈ tie within noise: their QPS ranges across trials overlap"
+        return True, f"leads by {_ratio(ratio)}; QPS ranges across trials apart"
     if ratio < NOISE_RATIO:
         return False, f"too close to call: {_ratio(ratio)}; one measurement each"
     return True, f"leads by {_ratio(ratio)}; one measurement each"

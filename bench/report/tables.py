@@ -10,6 +10,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from bench.measure.statistics import spread_interval
+from bench.report.significance import fmt_interval, marks_vs_best, percentile_cell, qps_interval, quality_interval
 from bench.stores.indexes import format_params
 
 NO_PARAMS = "-"  # build params of an index that takes none (FLAT, AUTOINDEX)
@@ -47,15 +49,20 @@ def model_table(results: Iterable[dict]) -> pd.DataFrame:
         conv, emb = model.get("conversion", {}), model.get("embedding", {})
         parity = conv.get("parity") or {}
         b1 = emb.get("batch1_latency", {})
+        batches = model.get("embedding_spread") or {}
         rows.append({
             "model": model["name"], "weights": _weights_label(model.get("weights")), "dim": model.get("embedding_dim"),
             "onnx MB": (model.get("onnx_bytes") or 0) / 1e6, "convert s": conv.get("seconds"),
             "parity max rel": parity.get("max_rel_diff"), "parity min cos": parity.get("min_cosine"),
             "embedded": emb.get("num_embedded"), "skipped": emb.get("num_skipped"),
             "e2e img/s": emb.get("images_per_s_end_to_end"), "infer img/s": emb.get("images_per_s_inference"),
+            # Per-batch spread (median, min–max over batches), where the embedder recorded batch times.
+            "e2e img/s per-batch range": fmt_interval(spread_interval(batches.get("images_per_s_end_to_end"))),
+            "infer img/s per-batch range": fmt_interval(spread_interval(batches.get("images_per_s_inference"))),
             "decode+prep s": emb.get("seconds", {}).get("decode_preprocess_s"),
             "infer s": emb.get("seconds", {}).get("inference_s"),
-            "b1 p50 ms": b1.get("p50_ms"), "b1 p95 ms": b1.get("p95_ms"), "b1 p99 ms": b1.get("p99_ms"),
+            "b1 p50 ms": percentile_cell(b1, 50), "b1 p95 ms": percentile_cell(b1, 95),
+            "b1 p99 ms": percentile_cell(b1, 99), "b1 samples": b1.get("count"),
             "from cache": bool(emb.get("from_cache")),
         })
     return pd.DataFrame(rows)
@@ -85,23 +92,33 @@ def search_table(results: Iterable[dict]) -> pd.DataFrame:
         if not search:
             continue
         k = search["top_k"]
-        for point in search["points"]:
+        points = search["points"]
+        # Within one sweep: which points' QPS cannot be told from the fastest one's (issue 12).
+        batch_marks = marks_vs_best([p.get("batch_qps") for p in points], [qps_interval(p) for p in points])
+        for point, batch_mark in zip(points, batch_marks):
             lat, e2e, paths = point["latency"], point["end_to_end_latency"], point["resolve_latency"]
             # Three nq=1 latencies: the search alone (ids only); the separate path lookup (a Redis MGET,
             # or ~0 with metadata=milvus, whose paths come back inside the search); search + paths, as
             # an application sees it (with metadata=milvus, a search that also returns the path field).
+            # Percentiles the samples cannot support show as "n<368", never as a number.
             row = {
                 "model": r["model"]["name"], "weights": _weights_label(r["model"].get("weights")),
                 "store": _store_label(r), "index": r["index"]["type"], "search params": point["label"],
                 "metadata": r["metadata"]["kind"],
-                f"recall@{k}": point["recall_at_k"], f"precision@{k}": quality_cell(point["precision_at_k"]),
-                "p50 ms": lat["p50_ms"], "p95 ms": lat["p95_ms"], "p99 ms": lat["p99_ms"],
-                "path lookup p50 ms": paths["p50_ms"], "search+paths p50 ms": e2e["p50_ms"],
-                "search+paths p99 ms": e2e["p99_ms"],
-                "batch QPS": point["batch_qps"],
+                f"recall@{k}": point["recall_at_k"], f"recall@{k} 95% CI": fmt_interval(quality_interval(point, "recall_at_k")),
+                f"precision@{k}": quality_cell(point["precision_at_k"]),
+                f"precision@{k} 95% CI": fmt_interval(quality_interval(point, "precision_at_k")),
+                "p50 ms": percentile_cell(lat, 50), "p95 ms": percentile_cell(lat, 95),
+                "p99 ms": percentile_cell(lat, 99), "latency samples": lat.get("count"),
+                "path lookup p50 ms": percentile_cell(paths, 50), "search+paths p50 ms": percentile_cell(e2e, 50),
+                "search+paths p99 ms": percentile_cell(e2e, 99),
+                "batch QPS": point["batch_qps"], "batch QPS range": fmt_interval(qps_interval(point)),
+                "batch QPS vs best": batch_mark,
             }
             for threads, qps in point["concurrent_qps"].items():
                 row[f"QPS@{threads}thr"] = qps
+                row[f"QPS@{threads}thr range"] = fmt_interval(qps_interval(point, threads))
+            row["trials"] = point.get("repeats", 1)
             rows.append(row)
     return pd.DataFrame(rows)
 
