@@ -9,7 +9,7 @@ import hashlib
 import logging
 import re
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from bench.measure.workloads import filtered, streaming
 from bench.models.convert import ConvertedModel, ensure_onnx
 from bench.models.embed import Embeddings, embed_images
 from bench.report.tables import load_table, model_table, search_table, to_markdown, write_tables
+from bench.report.workload_tables import run_tables as workload_tables
 from bench.results import RunResult
 from bench.stores import CollectionSpec, VectorStore, open_store
 from bench.stores.indexes import check_dim, check_server_version, point_label, validate_index
@@ -265,6 +266,7 @@ def write_outputs(result: RunResult) -> str:
     """Tables for one run: CSV + Markdown in the run directory; returns the main table as Markdown."""
     data = [result.data]
     tables = {"search": search_table(data), "models": model_table(data), "load": load_table(data)}
-    write_tables(tables, result.outdir, header=f"# bench run: {result.data['model']['name']} / "
-                                                f"{result.data['index']['type']}\n")
-    return to_markdown(tables["search"])
+    extra = workload_tables(result.data)
+    write_tables({**tables, **extra}, result.outdir, header=f"# bench run: {result.data['model']['name']} / "
+                                                         f"{result.data['index']['type']}\n")
+    return "\n\n".join([to_markdown(tables["search"])] + [f"{name}:\n{to_markdown(df)}" for name, df in extra.items()])

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.report import agreement, distances, plots
+from bench.report import agreement, distances, plots, workloads
 from bench.report.comparison_tables import (RECALL_THRESHOLDS, index_setting, operating_points_table,
                                             provenance_table, quality_table, runs_table, versions_table)
 from bench.report.document import Block, Bullets, Document, Figure, Heading, Table, Text, write_document
@@ -47,6 +47,7 @@ def build_report(paths: list[Path], outdir: Path) -> dict[str, Path]:
             title = ", ".join(f"{k}={describe_value(k, v)}" for k, v in group.key.items())
             doc.add(Heading(f"Group {number}: {title}", 2))
         doc.add(*_group_sections(group, prefix, level))
+    doc.add(*workloads.section([r.labelled() for r in runset.ok]))
     doc.add(*_provenance(runset, names))
     return write_document(doc, Path(outdir))
 
