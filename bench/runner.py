@@ -182,8 +182,8 @@ def _load_and_search(cfg: Config, result: RunResult, vectors: _Vectors, exact_id
                               + ("_stream" if stream else ""),
                               dim=model.embedding_dim, metric=cfg.search.metric, fingerprint=fingerprint,
                               with_paths=metadata.paths_in_search)
-        load = _load(store, metadata, spec, initial, cfg)
         prepared = True
+        load = _load(store, metadata, spec, initial, cfg)
         described = _timed_build(store, cfg, load)
         result.set("index", {"type": cfg.index.type, "build_params": dict(cfg.index.build),
                              "described_params": described, "load": load})
@@ -206,7 +206,7 @@ def _load_and_search(cfg: Config, result: RunResult, vectors: _Vectors, exact_id
                                                 vectors.labels, vectors.categories, vectors.query_vectors, quality_of))
     finally:
         if stream and prepared:
-            store.drop()  # the streaming collection is scratch: its rows changed during the run
+            streaming.drop_scratch(store)
         metadata.close()
         store.close()
 
@@ -263,7 +263,8 @@ def _timed_build(store: VectorStore, cfg: Config, load: dict[str, Any]) -> dict[
 
 
 def write_outputs(result: RunResult) -> str:
-    """Tables for one run: CSV + Markdown in the run directory; returns the main table as Markdown."""
+    """Tables for one run: CSV + Markdown in the run directory; returns the main table (and any workload's
+    tables) as Markdown."""
     data = [result.data]
     tables = {"search": search_table(data), "models": model_table(data), "load": load_table(data)}
     extra = workload_tables(result.data)

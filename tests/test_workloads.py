@@ -151,11 +151,11 @@ def test_streaming_measures_every_phase_freshness_and_recall():
     section, seconds = _stream(MemoryStore(16), cfg)
     ins = section["insert"]
     assert ins["complete"] and ins["rows_inserted"] == 60 and ins["rows_inserted_after_deadline"] == 0
-    assert 150 <= ins["rows_reached_per_s"] <= 200  # 60 rows in slots of 50 ms: never faster than asked
+    assert 100 <= ins["rows_reached_per_s"] <= 200  # 60 rows in slots of 50 ms: never faster than asked
     assert [w["phase"] for w in section["windows"]] == ["before", "during", "after"]
     assert all(w["latency"]["count"] > 0 for w in section["windows"])
     fresh = section["freshness"]
-    assert fresh["probes"] == 4 and fresh["seen"] == 4 and 0 <= fresh["max_s"] < 0.5
+    assert fresh["probes"] == 4 and fresh["seen"] == 4 and 0 <= fresh["max_s"] < 2
     assert section["recall_at_end"] == 1.0  # an exact store
     assert seconds < 0.3 + 60 / 200 + 0.3 + 2
 

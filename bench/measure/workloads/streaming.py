@@ -247,3 +247,12 @@ def run_on(store: VectorStore, metadata: MetadataStore, cfg: Config, vectors: An
     store.flush()
     section["flush_after_s"] = time.perf_counter() - start
     return section
+
+
+def drop_scratch(store: VectorStore) -> None:
+    """Drop the streaming collection: its rows changed during the run, so no later run may reuse it. A
+    failure here is logged, not raised, so it never hides the error that ended the run."""
+    try:
+        store.drop()
+    except Exception as err:  # noqa: BLE001 - clean-up after the measurement, whatever went wrong before
+        log.warning("could not drop the streaming collection: %s", err)
