@@ -58,6 +58,11 @@ def filtered_table(results: Iterable[dict]) -> pd.DataFrame:
     return _blank_missing(pd.DataFrame(rows))
 
 
+def _qps_or_not_reached(qps: float | None) -> float | str:
+    # Rounded: the column mixes numbers and words, so tabulate cannot apply its float format.
+    return round(qps, 1) if qps is not None else "not reached"
+
+
 def filtered_operating_points(results: Iterable[dict], thresholds: Iterable[float] = RECALL_THRESHOLDS) -> pd.DataFrame:
     """Per run and selectivity bucket: the best batch QPS and 1-thread QPS reaching each recall floor."""
     rows = []
@@ -75,8 +80,8 @@ def filtered_operating_points(results: Iterable[dict], thresholds: Iterable[floa
             for t in thresholds:
                 rows.append({**_who(r), "bucket": _bucket_name(bucket), "category": bucket["category_name"],
                              "selectivity": bucket["selectivity"], f"min recall@{section['top_k']}": t,
-                             "best batch QPS": batch[t] if batch[t] is not None else "not reached",
-                             "best QPS@1thr": one[t] if one[t] is not None else "not reached"})
+                             "best batch QPS": _qps_or_not_reached(batch[t]),
+                             "best QPS@1thr": _qps_or_not_reached(one[t])})
     return pd.DataFrame(rows)
 
 
