@@ -116,6 +116,27 @@ class StatsConfig:
 
 
 @dataclass
+class WorkloadConfig:
+    """What the queries look like besides the plain sweep (conf/workload/; bench/measure/workloads/)."""
+    kind: str = "none"  # none | filtered | streaming
+    # filtered: target shares of the corpus that pass the filter; each picks the category nearest to it
+    # (in ratio), accepted when within a factor `selectivity_tolerance`, else the bucket says "not reached".
+    selectivities: list[float] = field(default_factory=lambda: [0.01, 0.1, 0.5])
+    selectivity_tolerance: float = 3.0
+    # streaming: the second half of the corpus is inserted at this rate while a client searches at search_qps.
+    insert_rows_per_s: float = 100.0
+    insert_batch_size: int = 10
+    search_qps: float = 20.0
+    window_s: float = 3.0  # searching before the inserts start, and again after they end
+    max_insert_s: float = 120.0  # the insert phase stops here even if rows are left (reported as reached vs asked)
+    freshness_samples: int = 10  # inserted rows whose visibility is polled
+    freshness_timeout_s: float = 5.0
+    freshness_poll_s: float = 0.02
+    # Which point of index.search the streaming client uses (-1: the last, usually the most exact).
+    search_point: int = -1
+
+
+@dataclass
 class Config:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -128,6 +149,7 @@ class Config:
     # Build the comparison report at the end of a multirun.
     report_on_multirun: bool = True
     stats: StatsConfig = field(default_factory=StatsConfig)
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
 
 
 def register_configs() -> None:

@@ -9,7 +9,7 @@ import hashlib
 import logging
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,14 @@ from bench import PROJECT_ROOT, provenance
 from bench.config import Config, StatsConfig
 from bench.data.dataset import ImageRecord, load_dataset, split_queries
 from bench.errors import BenchError
-from bench.measure import evaluate
+from bench.measure import evaluate, workloads
 from bench.measure.search import interleaved_trials, search_topk
 from bench.measure.statistics import embedding_spread, with_intervals
+from bench.measure.workloads import filtered, streaming
 from bench.models.convert import ConvertedModel, ensure_onnx
 from bench.models.embed import Embeddings, embed_images
 from bench.report.tables import load_table, model_table, search_table, to_markdown, write_tables
+from bench.report.workload_tables import run_tables as workload_tables
 from bench.results import RunResult
 from bench.stores import CollectionSpec, VectorStore, open_store
 from bench.stores.indexes import check_dim, check_server_version, point_label, validate_index
@@ -56,6 +58,7 @@ def validate(cfg: Config) -> None:
                          f"stats.bootstrap_resamples={cfg.stats.bootstrap_resamples} be >= 1")
     if any(c <= 0 for c in cfg.search.concurrency):
         raise BenchError(f"search.concurrency={list(cfg.search.concurrency)} must hold positive thread counts")
+    workloads.validate(cfg.workload, len(cfg.index.search))
 
 
 def _fingerprint(model: ConvertedModel, corpus_ids: np.ndarray, with_paths: bool) -> str:
@@ -114,6 +117,7 @@ class _Vectors:
     query_vectors: np.ndarray
     labels: dict[int, set[int]]
     paths: dict[int, str]
+    categories: dict[int, str] = field(default_factory=dict)  # category id -> name
 
 
 def _run_stages(cfg: Config, result: RunResult) -> None:
@@ -134,6 +138,7 @@ def _run_stages(cfg: Config, result: RunResult) -> None:
 def _convert_and_embed(cfg: Config, result: RunResult) -> _Vectors:
     k = cfg.search.top_k
     dataset = load_dataset(cfg.dataset)
+    workloads.check_labels(cfg.workload, dataset.name, (r.category_ids for r in dataset.images))
     corpus, queries = split_queries(dataset.images, cfg.dataset.num_queries, cfg.dataset.query_seed)
 
     model = ensure_onnx(cfg.model, Path(cfg.cache_dir))
@@ -158,12 +163,13 @@ def _convert_and_embed(cfg: Config, result: RunResult) -> _Vectors:
     return _Vectors(model=model, dataset_name=dataset.name, corpus_ids=corpus_ids, corpus_vectors=corpus_vectors,
                     query_ids=query_ids, query_vectors=query_vectors,
                     labels={r.image_id: set(r.category_ids) for r in dataset.images},
-                    paths={r.image_id: str(r.path) for r in dataset.images})
+                    paths={r.image_id: str(r.path) for r in dataset.images}, categories=dict(dataset.categories))
 
 
 def _load_and_search(cfg: Config, result: RunResult, vectors: _Vectors, exact_ids: np.ndarray,
                      quality_of: _CategoryQuality, topk: dict[str, np.ndarray]) -> None:
     k, model = cfg.search.top_k, vectors.model
+    stream, prepared = cfg.workload.kind == "streaming", False
     store = open_store(cfg.store)
     try:
         check_server_version(cfg.index.type, cfg.store.kind, store.server_version())
@@ -177,14 +183,20 @@ def _load_and_search(cfg: Config, result: RunResult, vectors: _Vectors, exact_id
         result.data["provenance"]["store"] = {"kind": cfg.store.kind, "version": store.server_version(),
                                               "consistency_level": cfg.store.consistency_level}
         result.set("metadata", metadata.describe())
-        fingerprint = _fingerprint(model, vectors.corpus_ids, metadata.paths_in_search)
-        spec = CollectionSpec(name=collection_name(cfg, model.name, vectors.dataset_name, fingerprint),
+        # workload=streaming: half the corpus is loaded and indexed, the other half arrives while searching.
+        initial = streaming.initial_half(vectors) if stream else vectors
+        fingerprint = _fingerprint(model, initial.corpus_ids, metadata.paths_in_search)
+        spec = CollectionSpec(name=collection_name(cfg, model.name, vectors.dataset_name, fingerprint)
+                              + ("_stream" if stream else ""),
                               dim=model.embedding_dim, metric=cfg.search.metric, fingerprint=fingerprint,
                               with_paths=metadata.paths_in_search)
-        load = _load(store, metadata, spec, vectors, cfg)
+        prepared = True
+        load = _load(store, metadata, spec, initial, cfg)
         described = _timed_build(store, cfg, load)
         result.set("index", {"type": cfg.index.type, "build_params": dict(cfg.index.build),
                              "described_params": described, "load": load})
+        if stream:
+            result.set("streaming", streaming.run_on(store, metadata, cfg, vectors, initial))
 
         # Build once; search every point once for its results, then time all points in interleaved trials.
         points, found, labels = [], [], []
@@ -199,7 +211,14 @@ def _load_and_search(cfg: Config, result: RunResult, vectors: _Vectors, exact_id
         for point, timing in zip(points, timings):
             point.update(timing)
         result.set("search", {"top_k": k, "metric": cfg.search.metric, "points": points})
+        if cfg.workload.kind == "filtered":
+            result.set("filtered", filtered.run(store, metadata, cfg.workload, cfg.search, cfg.index.type,
+                                                list(cfg.index.search), vectors.corpus_ids, vectors.corpus_vectors,
+                                                vectors.labels, vectors.categories, vectors.query_vectors, quality_of,
+                                                cfg.stats.confidence))
     finally:
+        if stream and prepared:
+            streaming.drop_scratch(store)
         metadata.close()
         store.close()
 
@@ -264,9 +283,11 @@ def _timed_build(store: VectorStore, cfg: Config, load: dict[str, Any]) -> dict[
 
 
 def write_outputs(result: RunResult) -> str:
-    """Tables for one run: CSV + Markdown in the run directory; returns the main table as Markdown."""
+    """Tables for one run: CSV + Markdown in the run directory; returns the main table (and any workload's
+    tables) as Markdown."""
     data = [result.data]
     tables = {"search": search_table(data), "models": model_table(data), "load": load_table(data)}
-    write_tables(tables, result.outdir, header=f"# bench run: {result.data['model']['name']} / "
-                                                f"{result.data['index']['type']}\n")
-    return to_markdown(tables["search"])
+    extra = workload_tables(result.data)
+    write_tables({**tables, **extra}, result.outdir, header=f"# bench run: {result.data['model']['name']} / "
+                                                         f"{result.data['index']['type']}\n")
+    return "\n\n".join([to_markdown(tables["search"])] + [f"{name}:\n{to_markdown(df)}" for name, df in extra.items()])

@@ -394,3 +394,34 @@ def test_server_only_indexes_fail_on_lite_before_any_work(workspace, tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: index IVF_PQ is not supported by store milvus_lite") and \
         "store=milvus_server" in last
+
+
+# -- workloads on the server ----------------------------------------------------------------------
+@server
+def test_filtered_workload_on_the_server(workspace, tmp_path, cli_user):
+    token, _ = cli_user
+    proc = server_run(workspace, tmp_path / "run", "index=IVF_FLAT", "workload=filtered", token=token)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    buckets = result["filtered"]["buckets"]
+    assert all(b["reached"] for b in buckets)
+    for bucket in buckets:
+        assert [p["label"] for p in bucket["points"]][-1] == "nprobe=16"
+        # nprobe = nlist searches every list: exact within the filter, on the server too.
+        assert bucket["points"][-1]["recall_at_k"] == 1.0
+        assert all(p["results_outside_filter"] == 0 for p in bucket["points"])
+
+
+@server
+def test_streaming_workload_on_the_server_with_redis(workspace, tmp_path, cli_user, tcp_redis):
+    token, _ = cli_user
+    proc = server_run(workspace, tmp_path / "run", "index=HNSW", "workload=streaming", "workload.insert_rows_per_s=40",
+                      "workload.window_s=0.5", "metadata=redis", f"metadata.url={tcp_redis}", token=token)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    section = result["streaming"]
+    assert section["insert"]["complete"] and section["insert"]["rows_inserted"] == 32
+    assert all(w["latency"]["count"] > 0 for w in section["windows"])
+    fresh = section["freshness"]
+    assert fresh["probes"] > 0 and fresh["seen"] + fresh["not_seen_within_timeout"] == fresh["probes"]
+    assert result["search"]["points"]  # the plain sweep ran over the whole corpus afterwards

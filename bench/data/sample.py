@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 # Bump when the drawing or the JSON changes, so stale samples are regenerated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: skewed category distribution
 IMAGES_DIR = "images"
 ANNOTATIONS_FILE = "annotations/instances_sample.json"
 MARKER_FILE = ".complete.json"
@@ -44,22 +44,28 @@ class Category:
     shape: str
     colour: tuple[int, int, int]
     texture: str
+    # Chance that an object is of this category. Skewed like COCO val2017 (person in about half the
+    # images, several categories in under 1 %): with 1-3 objects per image, the share of images
+    # holding each category runs from ~50 % (person) down to ~0.7 % (stop sign), two orders of
+    # magnitude, which is what filtered search (workload=filtered) needs to span selectivities.
+    weight: float
 
 
 # Real COCO ids and names; shape, colour and texture are this sample's own choice,
 # picked to be distinct from each other.
 CATEGORIES = (
-    Category(1, "person", "person", "tall_ellipse", (225, 60, 60), "hstripes"),
-    Category(2, "bicycle", "vehicle", "diamond", (50, 175, 70), "checker"),
-    Category(3, "car", "vehicle", "wide_rect", (45, 85, 220), "vstripes"),
-    Category(13, "stop sign", "outdoor", "octagon", (240, 135, 20), "solid"),
-    Category(16, "bird", "animal", "triangle", (245, 220, 40), "dots"),
-    Category(17, "cat", "animal", "star", (150, 60, 205), "diagonal"),
-    Category(18, "dog", "animal", "ellipse", (135, 85, 40), "grid"),
-    Category(52, "banana", "food", "crescent", (30, 200, 200), "hstripes"),
-    Category(59, "pizza", "food", "wedge", (240, 100, 180), "dots"),
-    Category(85, "clock", "indoor", "circle", (235, 235, 235), "rings"),
+    Category(1, "person", "person", "tall_ellipse", (225, 60, 60), "hstripes", 0.31),
+    Category(2, "bicycle", "vehicle", "diamond", (50, 175, 70), "checker", 0.11),
+    Category(3, "car", "vehicle", "wide_rect", (45, 85, 220), "vstripes", 0.25),
+    Category(13, "stop sign", "outdoor", "octagon", (240, 135, 20), "solid", 0.0035),
+    Category(16, "bird", "animal", "triangle", (245, 220, 40), "dots", 0.07),
+    Category(17, "cat", "animal", "star", (150, 60, 205), "diagonal", 0.045),
+    Category(18, "dog", "animal", "ellipse", (135, 85, 40), "grid", 0.17),
+    Category(52, "banana", "food", "crescent", (30, 200, 200), "hstripes", 0.011),
+    Category(59, "pizza", "food", "wedge", (240, 100, 180), "dots", 0.025),
+    Category(85, "clock", "indoor", "circle", (235, 235, 235), "rings", 0.0055),
 )
+CATEGORY_WEIGHTS = np.array([c.weight for c in CATEGORIES]) / sum(c.weight for c in CATEGORIES)
 
 # Width/height ratio of each shape's box.
 SHAPE_ASPECT = {
@@ -106,7 +112,7 @@ def generate_sample(root: Path, num_images: int, seed: int) -> tuple[Path, Path]
     images, annotations = [], []
     for index in tqdm(range(num_images), desc="generating sample", unit="img", disable=None):
         image_id = image_id_for(index)
-        picture, objects = _draw_image(np.random.default_rng([seed, index]), index)
+        picture, objects = _draw_image(np.random.default_rng([seed, index]))
         file_name = _save(picture, image_dir, image_id, odd_format(index))
         images.append({"id": image_id, "file_name": file_name,
                        "width": picture.width, "height": picture.height})
@@ -143,16 +149,16 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _draw_image(rng: np.random.Generator, index: int) -> tuple[Image.Image, list[tuple[int, list]]]:
+def _draw_image(rng: np.random.Generator) -> tuple[Image.Image, list[tuple[int, list]]]:
     """One RGBA picture and its objects as (category_id, polygon) pairs.
 
-    The first object is the image's main category (round robin, so categories are
-    balanced) and is drawn large and last, on top; 0-2 smaller objects of random
-    categories sit behind it.
+    1-3 objects, each of a category drawn with CATEGORY_WEIGHTS (skewed, like COCO). The first
+    is the image's main category and is drawn large and last, on top; the others are smaller
+    and sit behind it.
     """
     width, height = (int(v) for v in rng.integers(MIN_SIDE, MAX_SIDE + 1, size=2))
-    main = CATEGORIES[index % len(CATEGORIES)]
-    extras = [CATEGORIES[i] for i in rng.integers(0, len(CATEGORIES), size=int(rng.integers(0, 3)))]
+    drawn = rng.choice(len(CATEGORIES), size=int(rng.integers(1, 4)), p=CATEGORY_WEIGHTS)
+    main, extras = CATEGORIES[drawn[0]], [CATEGORIES[i] for i in drawn[1:]]
 
     canvas = _background(rng, width, height)
     alpha = np.zeros((height, width), dtype=bool)  # object pixels, used for the RGBA variant

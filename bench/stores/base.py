@@ -44,7 +44,9 @@ class VectorStore(Protocol):
     def load(self) -> None: ...
 
     def search(self, vectors: np.ndarray, k: int, params: Mapping[str, Any],
-               with_paths: bool = False) -> SearchHits: ...
+               with_paths: bool = False, filter: Optional[str] = None) -> SearchHits:
+        """Top-k of each vector; `filter` is a boolean expression over scalar fields (None: no filter),
+        e.g. "array_contains(category_ids, 1)"."""
 
     def drop(self) -> None: ...
 

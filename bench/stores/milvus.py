@@ -241,10 +241,10 @@ class MilvusStore:
 
     # -- search ----------------------------------------------------------------------------
     def search(self, vectors: np.ndarray, k: int, params: Mapping[str, Any],
-               with_paths: bool = False) -> SearchHits:
+               with_paths: bool = False, filter: str | None = None) -> SearchHits:
         spec = self._require_spec()
         results = self.client.search(
-            spec.name, data=vectors.tolist(), limit=k, anns_field=VECTOR_FIELD,
+            spec.name, data=vectors.tolist(), limit=k, anns_field=VECTOR_FIELD, filter=filter or "",
             search_params={"metric_type": spec.metric, "params": dict(params)},
             # Ask for the primary key alone: with no output fields milvus-lite returns every field,
             # vectors included, which would make "search alone" slower than search plus paths.
