@@ -89,6 +89,9 @@ def run(cfg: Config, outdir: Path) -> RunResult:
     except BenchError as err:
         result.fail(str(err))
         raise
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM (bench.errors.Interrupted): marked, then passed on
+        result.interrupt(result.stage, getattr(err, "signal_name", "SIGINT"))
+        raise
     except Exception as err:  # recorded, then re-raised with its traceback: a bug, not bad input
         result.fail(f"{type(err).__name__}: {err}")
         raise
@@ -113,6 +116,7 @@ def _run_stages(cfg: Config, result: RunResult) -> None:
     validate(cfg)
     vectors = _convert_and_embed(cfg, result)
     k, metric = cfg.search.top_k, cfg.search.metric
+    result.stage = "evaluate"
     exact_rows, exact_distances = evaluate.exact_topk(vectors.corpus_vectors, vectors.query_vectors, k, metric)
     exact_ids = vectors.corpus_ids[exact_rows]
     quality_of = _CategoryQuality(vectors.labels, vectors.query_ids, vectors.corpus_ids, k)
@@ -129,8 +133,10 @@ def _convert_and_embed(cfg: Config, result: RunResult) -> _Vectors:
     dataset = load_dataset(cfg.dataset)
     corpus, queries = split_queries(dataset.images, cfg.dataset.num_queries, cfg.dataset.query_seed)
 
+    result.stage = "convert"
     model = ensure_onnx(cfg.model, Path(cfg.cache_dir))
     check_dim(cfg.index.type, cfg.index.build, model.embedding_dim)
+    result.stage = "embed"
     emb = embed_images(model, dataset.images, cfg.model, Path(cfg.embeddings_dir))
     result.data["provenance"]["weights"] = model.weights
     result.set("model", {"name": model.name, "source": cfg.model.source, "embedding_dim": model.embedding_dim,
@@ -156,6 +162,7 @@ def _convert_and_embed(cfg: Config, result: RunResult) -> _Vectors:
 def _load_and_search(cfg: Config, result: RunResult, vectors: _Vectors, exact_ids: np.ndarray,
                      quality_of: _CategoryQuality, topk: dict[str, np.ndarray]) -> None:
     k, model = cfg.search.top_k, vectors.model
+    result.stage = "load"
     store = open_store(cfg.store)
     try:
         check_server_version(cfg.index.type, cfg.store.kind, store.server_version())
@@ -179,6 +186,7 @@ def _load_and_search(cfg: Config, result: RunResult, vectors: _Vectors, exact_id
                              "described_params": described, "load": load})
 
         # Build once, then sweep every search-parameter point over the same index.
+        result.stage = "search"
         points = []
         for i, params in enumerate(cfg.index.search):
             params = dict(params)
