@@ -192,7 +192,7 @@ def test_no_images(model, tmp_path):
 
 # -- shards, interruption and resume -------------------------------------------------------------
 
-interrupt_on: dict[str, int] = {"rows": 0}
+interrupt_on: dict[str, object] = {"rows": 0, "error": KeyboardInterrupt}
 
 
 def interrupting_hook(batch: np.ndarray) -> np.ndarray:
@@ -201,19 +201,19 @@ def interrupting_hook(batch: np.ndarray) -> np.ndarray:
     Keyed on the batch, not on a call count: decode threads may prepare batches in any order.
     """
     if len(batch) == interrupt_on["rows"]:
-        raise KeyboardInterrupt("test interrupt")
+        raise interrupt_on["error"]("test interrupt")
     return batch
 
 
-def interrupted_run(model, records, cache, **overrides):
+def interrupted_run(model, records, cache, error: type[BaseException] = KeyboardInterrupt, **overrides):
     """Embed with one shard per batch of 4, interrupted while preparing the 3rd batch (the only one of 2 images)."""
     cfg = small_cfg(preprocess_hook=f"{__name__}:interrupting_hook", shard_images=4, **overrides)
-    interrupt_on["rows"] = 2
+    interrupt_on.update(rows=2, error=error)
     try:
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(error):
             embed_images(model, records, cfg, cache)
     finally:
-        interrupt_on["rows"] = 0
+        interrupt_on.update(rows=0, error=KeyboardInterrupt)
     return cfg
 
 
@@ -252,6 +252,15 @@ def test_interrupted_run_keeps_its_shards_and_the_rerun_resumes(first, model, re
         hit = embed_images(model, records, cfg, cache)
         assert hit.cached is True and hit.stats["runs"] == runs
         np.testing.assert_array_equal(hit.vectors, resumed.vectors)
+
+
+def test_a_crash_keeps_the_saved_shards_too(model, records, tmp_path, caplog):
+    cfg = interrupted_run(model, records, tmp_path, error=RuntimeError)
+    assert shard_files(tmp_path) == ["shard-000000.npz", "shard-000001.npz"]
+    with caplog.at_level("INFO", logger="bench.models.embed"):
+        resumed = embed_images(model, records, cfg, tmp_path)
+    assert "resuming: 8 of 10 images already embedded" in caplog.text
+    assert resumed.stats["num_embedded"] == NUM_GOOD
 
 
 def test_torn_and_corrupt_shards_are_ignored(first, model, records, tmp_path, caplog):
