@@ -14,7 +14,7 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from bench.config import register_configs  # noqa: E402
-from bench.errors import BenchError  # noqa: E402
+from bench.errors import BenchError, signals_interrupt  # noqa: E402
 
 log = logging.getLogger("bench")
 register_configs()
@@ -29,7 +29,14 @@ def main(cfg: DictConfig) -> None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     typed = OmegaConf.to_object(cfg)  # validated dataclasses, resolved interpolations
     try:
-        result = run(typed, outdir)
+        with signals_interrupt():
+            result = run(typed, outdir)
+    except KeyboardInterrupt as err:
+        # SIGINT/SIGTERM: results.json says "interrupted", the embedding shards are saved, and a
+        # multirun stops here (SystemExit is not caught by Hydra's launcher) instead of going on.
+        print(f"interrupted ({getattr(err, 'signal_name', 'SIGINT')}): {outdir}/results.json; "
+              f"a rerun resumes the embedding", file=sys.stderr)
+        sys.exit(getattr(err, "exit_code", 130))
     except BenchError as err:
         if multirun:  # one bad job is recorded (results.json, status failed) and the sweep goes on
             log.error("%s / %s failed: %s", cfg.model.name, cfg.index.type, err)

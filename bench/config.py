@@ -33,6 +33,17 @@ class ModelConfig:
     # Optional hook "module:function" applied after preprocessing; used by tests
     # to inject a deliberate slowdown, never by the shipped configs.
     preprocess_hook: Optional[str] = None
+    # Threads decoding and preprocessing ahead of inference: null = auto (see
+    # bench.models.loader.resolve_workers), 0 = the inline loop (decode, then infer, in turn).
+    decode_workers: Optional[int] = None
+    # JPEG draft mode: decode at 1/2, 1/4 or 1/8 scale when the image is that much larger than
+    # input_size. Faster, but the pixels differ from a full decode, so it is off by default,
+    # recorded in the embedding stats and part of the embedding cache key.
+    jpeg_draft: bool = False
+    # The embedding cache is saved in atomic shards, one at least every shard_images images or
+    # shard_seconds seconds: an interrupted run resumes from the last shard.
+    shard_images: int = 256
+    shard_seconds: float = 30.0
 
 
 @dataclass

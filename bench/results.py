@@ -49,6 +49,7 @@ class RunResult:
         outdir.mkdir(parents=True, exist_ok=True)
         self.data: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "status": "running", "error": None,
                                      "config": config, "provenance": provenance}
+        self.stage = "setup"  # the stage running now (bench.runner sets it), named if the run is interrupted
         self.save()
 
     def set(self, section: str, value: Any) -> None:
@@ -58,6 +59,13 @@ class RunResult:
     def fail(self, message: str) -> None:
         self.data["status"] = "failed"
         self.data["error"] = message
+        self.save()
+
+    def interrupt(self, stage: str, signal_name: str = "SIGINT") -> None:
+        """A signal stopped the run during ``stage``; what was measured so far stays, marked as such."""
+        self.data["status"] = "interrupted"
+        self.data["interrupted"] = {"stage": stage, "signal": signal_name}
+        self.data["error"] = f"interrupted by {signal_name} during {stage}"
         self.save()
 
     def finish(self) -> None:

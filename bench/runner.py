@@ -23,7 +23,7 @@ from bench.data.dataset import ImageRecord, load_dataset, split_queries
 from bench.errors import BenchError
 from bench.measure import evaluate, workloads
 from bench.measure.search import interleaved_trials, search_topk
-from bench.measure.statistics import embedding_spread, with_intervals
+from bench.measure.statistics import with_intervals
 from bench.measure.workloads import filtered, streaming
 from bench.models.convert import ConvertedModel, ensure_onnx
 from bench.models.embed import Embeddings, embed_images
@@ -99,6 +99,9 @@ def run(cfg: Config, outdir: Path) -> RunResult:
     except BenchError as err:
         result.fail(str(err))
         raise
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM (bench.errors.Interrupted): marked, then passed on
+        result.interrupt(result.stage, getattr(err, "signal_name", "SIGINT"))
+        raise
     except Exception as err:  # recorded, then re-raised with its traceback: a bug, not bad input
         result.fail(f"{type(err).__name__}: {err}")
         raise
@@ -124,6 +127,7 @@ def _run_stages(cfg: Config, result: RunResult) -> None:
     validate(cfg)
     vectors = _convert_and_embed(cfg, result)
     k, metric = cfg.search.top_k, cfg.search.metric
+    result.stage = "evaluate"
     exact_rows, exact_distances = evaluate.exact_topk(vectors.corpus_vectors, vectors.query_vectors, k, metric)
     exact_ids = vectors.corpus_ids[exact_rows]
     quality_of = _CategoryQuality(vectors.labels, vectors.query_ids, vectors.corpus_ids, k, cfg.stats)
@@ -141,15 +145,17 @@ def _convert_and_embed(cfg: Config, result: RunResult) -> _Vectors:
     workloads.check_labels(cfg.workload, dataset.name, (r.category_ids for r in dataset.images))
     corpus, queries = split_queries(dataset.images, cfg.dataset.num_queries, cfg.dataset.query_seed)
 
+    result.stage = "convert"
     model = ensure_onnx(cfg.model, Path(cfg.cache_dir))
     check_dim(cfg.index.type, cfg.index.build, model.embedding_dim)
+    result.stage = "embed"
     emb = embed_images(model, dataset.images, cfg.model, Path(cfg.embeddings_dir))
     result.data["provenance"]["weights"] = model.weights
     result.set("model", {"name": model.name, "source": cfg.model.source, "embedding_dim": model.embedding_dim,
                          "onnx_path": model.onnx_path, "onnx_sha256": model.onnx_sha256,
                          "onnx_bytes": model.conversion.get("onnx_bytes"), "weights": model.weights,
                          "conversion": model.conversion, "embedding": emb.stats,
-                         "embedding_spread": embedding_spread(emb.stats)})
+                         "embedding_spread": emb.stats.get("spread")})
 
     corpus_ids, corpus_vectors = _split_embeddings(emb, corpus)
     query_ids, query_vectors = _split_embeddings(emb, queries)
@@ -169,6 +175,7 @@ def _convert_and_embed(cfg: Config, result: RunResult) -> _Vectors:
 def _load_and_search(cfg: Config, result: RunResult, vectors: _Vectors, exact_ids: np.ndarray,
                      quality_of: _CategoryQuality, topk: dict[str, np.ndarray]) -> None:
     k, model = cfg.search.top_k, vectors.model
+    result.stage = "load"
     stream, prepared = cfg.workload.kind == "streaming", False
     store = open_store(cfg.store)
     try:
@@ -198,6 +205,7 @@ def _load_and_search(cfg: Config, result: RunResult, vectors: _Vectors, exact_id
         if stream:
             result.set("streaming", streaming.run_on(store, metadata, cfg, vectors, initial))
 
+        result.stage = "search"
         # Build once; search every point once for its results, then time all points in interleaved trials.
         points, found, labels = [], [], []
         for i, params in enumerate(cfg.index.search):

@@ -16,3 +16,9 @@ def sleep_50ms(batch: np.ndarray) -> np.ndarray:
     """Preprocessing that takes 50 ms longer per batch and changes nothing."""
     time.sleep(SLEEP_S)
     return batch
+
+
+def sleep_250ms(batch: np.ndarray) -> np.ndarray:
+    """Slow enough that a test can interrupt a run in the middle of embedding."""
+    time.sleep(0.25)
+    return batch

@@ -133,7 +133,8 @@ def test_second_call_is_a_cache_hit_with_the_original_stats(first, model, record
     assert hit.stats["from_cache"] is True
     assert hit.stats["measured_at"] == emb.stats["measured_at"]
     assert hit.stats["seconds"] == emb.stats["seconds"]
-    assert len(list(cache.glob("*.npz"))) == 1 and not list(cache.glob(".*"))  # no temporary files left
+    (folder,) = cache.iterdir()  # one cache folder: its shards and manifest, no temporary files left
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "shard-000000.npz"]
 
 
 def test_changed_inputs_miss_the_cache(first, model, records, tmp_path):
@@ -187,3 +188,144 @@ def test_no_images(model, tmp_path):
     out = embed_images(model, [], small_cfg(), tmp_path)
     assert out.vectors.shape == (0, DIM) and out.image_ids.shape == (0,)
     assert out.stats["num_embedded"] == 0 and out.stats["images_per_s_end_to_end"] is None
+
+
+# -- shards, interruption and resume -------------------------------------------------------------
+
+interrupt_on: dict[str, object] = {"rows": 0, "error": KeyboardInterrupt}
+
+
+def interrupting_hook(batch: np.ndarray) -> np.ndarray:
+    """Raises KeyboardInterrupt (what Ctrl-C or bench's SIGTERM handler raise) on a batch of ``rows`` images.
+
+    Keyed on the batch, not on a call count: decode threads may prepare batches in any order.
+    """
+    if len(batch) == interrupt_on["rows"]:
+        raise interrupt_on["error"]("test interrupt")
+    return batch
+
+
+def interrupted_run(model, records, cache, error: type[BaseException] = KeyboardInterrupt, **overrides):
+    """Embed with one shard per batch of 4, interrupted while preparing the 3rd batch (the only one of 2 images)."""
+    cfg = small_cfg(preprocess_hook=f"{__name__}:interrupting_hook", shard_images=4, **overrides)
+    interrupt_on.update(rows=2, error=error)
+    try:
+        with pytest.raises(error):
+            embed_images(model, records, cfg, cache)
+    finally:
+        interrupt_on.update(rows=0, error=KeyboardInterrupt)
+    return cfg
+
+
+def shard_files(cache):
+    return sorted(p.name for p in cache.glob("*/shard-*.npz"))
+
+
+def test_interrupted_run_keeps_its_shards_and_the_rerun_resumes(first, model, records, tmp_path, caplog):
+    emb, _ = first
+    for workers in (0, 2):  # the inline loop and the threaded loader alike
+        cache = tmp_path / f"w{workers}"
+        cfg = interrupted_run(model, records, cache, decode_workers=workers)
+        # Batches 1 and 2 (8 records, 7 good + the broken one) were inferred and saved; the 3rd never was.
+        assert shard_files(cache) == ["shard-000000.npz", "shard-000001.npz"]
+        assert not list(cache.glob("*/manifest.json")) and not list(cache.glob("*/.*"))
+        caplog.clear()
+        with caplog.at_level("INFO", logger="bench.models.embed"):
+            resumed = embed_images(model, records, cfg, cache)
+        assert "resuming: 8 of 10 images already embedded" in caplog.text
+        assert resumed.cached is False
+        np.testing.assert_array_equal(resumed.image_ids, emb.image_ids)
+        np.testing.assert_allclose(resumed.vectors, emb.vectors, atol=1e-6)
+        assert [s.path for s in resumed.skipped] == [str(records[4].path)]
+        stats = resumed.stats
+        assert stats["num_embedded"] == NUM_GOOD and stats["num_embedded_this_run"] == 2
+        assert stats["resumed"] == {"images_done_before": 8, "vectors_before": 7}
+        # Throughput is this run's own: its 2 images over its own time.
+        assert stats["images_per_s_end_to_end"] == pytest.approx(2 / stats["seconds"]["total_s"])
+        runs = stats["runs"]
+        assert [r["num_embedded"] for r in runs] == [7, 2] and [r["num_skipped"] for r in runs] == [1, 0]
+        assert [(r["first_shard"], r["last_shard"]) for r in runs] == [(0, 1), (2, 2)]
+        assert runs[0]["run_id"] != runs[1]["run_id"]
+        assert runs[1]["first_image_id"] == records[8].image_id
+        assert all(r["seconds"]["total_s"] > 0 for r in runs)
+        # Complete now: the next call is a cache hit over all three shards.
+        hit = embed_images(model, records, cfg, cache)
+        assert hit.cached is True and hit.stats["runs"] == runs
+        np.testing.assert_array_equal(hit.vectors, resumed.vectors)
+
+
+def test_a_crash_keeps_the_saved_shards_too(model, records, tmp_path, caplog):
+    cfg = interrupted_run(model, records, tmp_path, error=RuntimeError)
+    assert shard_files(tmp_path) == ["shard-000000.npz", "shard-000001.npz"]
+    with caplog.at_level("INFO", logger="bench.models.embed"):
+        resumed = embed_images(model, records, cfg, tmp_path)
+    assert "resuming: 8 of 10 images already embedded" in caplog.text
+    assert resumed.stats["num_embedded"] == NUM_GOOD
+
+
+def test_torn_and_corrupt_shards_are_ignored(first, model, records, tmp_path, caplog):
+    emb, _ = first
+    cache = tmp_path / "c"
+    cfg = interrupted_run(model, records, cache)
+    (folder,) = cache.iterdir()
+    # A write killed half-way leaves its temporary file: never read. A damaged shard is skipped with a warning.
+    (folder / ".shard-000002.npz.4242.tmp").write_bytes((folder / "shard-000000.npz").read_bytes()[:100])
+    good = (folder / "shard-000001.npz").read_bytes()
+    (folder / "shard-000001.npz").write_bytes(good[: len(good) // 2])
+    with caplog.at_level("INFO", logger="bench.models"):
+        resumed = embed_images(model, records, cfg, cache)
+    assert "ignoring unreadable embedding shard" in caplog.text and "shard-000001.npz" in caplog.text
+    assert "resuming: 4 of 10 images already embedded" in caplog.text
+    assert resumed.stats["num_embedded_this_run"] == NUM_GOOD - 4
+    np.testing.assert_array_equal(resumed.image_ids, emb.image_ids)
+    np.testing.assert_allclose(resumed.vectors, emb.vectors, atol=1e-6)
+
+
+@pytest.mark.parametrize("change", ["images", "preprocessing", "hook", "jpeg_draft"])
+def test_shards_of_another_key_are_never_reused(model, records, tmp_path, caplog, change):
+    cache = tmp_path / "c"
+    cfg = interrupted_run(model, records, cache)
+    other_model, other_records, other_cfg = model, records, cfg
+    if change == "images":
+        other_records = records[:-1]
+    elif change == "preprocessing":
+        other_model = replace(model, preprocessing="torch")
+    elif change == "hook":
+        other_cfg = replace(cfg, preprocess_hook="tests.slow_hooks:sleep_50ms")
+    else:
+        other_cfg = replace(cfg, jpeg_draft=True)
+    with caplog.at_level("INFO", logger="bench.models.embed"):
+        out = embed_images(other_model, other_records, other_cfg, cache)
+    assert "resuming" not in caplog.text and out.stats["resumed"] is None
+    assert out.stats["num_embedded_this_run"] == len(out.image_ids)
+    assert len(list(cache.iterdir())) == 2  # its own folder beside the interrupted one
+
+
+def test_shards_are_written_as_embedding_goes(model, records, tmp_path):
+    out = embed_images(model, records, small_cfg(shard_images=4), tmp_path)
+    assert out.stats["shards"]["count"] == 3 == len(shard_files(tmp_path))
+    by_time = embed_images(model, records, small_cfg(shard_seconds=1e-9, seed=0, batch_size=5), tmp_path / "t")
+    assert by_time.stats["shards"]["count"] == 2  # one per batch: the time limit is always reached
+
+
+def test_loader_settings_change_nothing_but_speed(first, model, records, tmp_path):
+    emb, _ = first
+    for workers in (0, 1, 3):
+        out = embed_images(model, records, small_cfg(decode_workers=workers), tmp_path / str(workers))
+        assert out.stats["loader"]["decode_workers"] == workers and out.stats["loader"]["jpeg_draft"] is False
+        np.testing.assert_array_equal(out.image_ids, emb.image_ids)
+        np.testing.assert_allclose(out.vectors, emb.vectors, atol=1e-6)
+    assert emb.stats["loader"]["decode_workers"] >= 1  # auto
+
+
+def test_jpeg_draft_is_recorded_and_keyed(model, records, tmp_path):
+    out = embed_images(model, records, small_cfg(jpeg_draft=True), tmp_path)
+    assert out.stats["loader"]["jpeg_draft"] is True
+    assert embedding_cache_key(model, records, None, jpeg_draft=True) != embedding_cache_key(model, records, None)
+
+
+def test_bad_loader_settings_are_user_errors(model, records, tmp_path):
+    with pytest.raises(BenchError, match="decode_workers"):
+        embed_images(model, records, small_cfg(decode_workers=-1), tmp_path)
+    with pytest.raises(BenchError, match="shard_images"):
+        embed_images(model, records, small_cfg(shard_images=0), tmp_path)

@@ -128,3 +128,18 @@ def test_truncated_file_raises_image_error(tmp_path: Path, suffix: str) -> None:
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageError, match="corrupt or truncated"):
         load_rgb(path, SIZE)
+
+
+def test_jpeg_draft_decodes_large_jpegs_at_reduced_scale_close_to_full(tmp_path):
+    rng = np.random.default_rng(1)
+    smooth = Image.fromarray(rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8)).resize((1024, 768),
+                                                                                         Image.Resampling.BICUBIC)
+    jpeg, png = tmp_path / "big.jpg", tmp_path / "big.png"
+    smooth.save(jpeg, quality=95)
+    smooth.save(png)
+    full, draft = load_rgb(jpeg, 64), load_rgb(jpeg, 64, draft=True)
+    assert draft.shape == full.shape == (64, 64, 3) and draft.dtype == np.uint8
+    diff = np.abs(full.astype(int) - draft.astype(int))
+    assert diff.max() > 0  # really a different decode: that is why it is an option, never the default
+    assert diff.mean() < 4  # and still the same picture
+    np.testing.assert_array_equal(load_rgb(png, 64, draft=True), load_rgb(png, 64))  # other formats: unchanged

@@ -87,12 +87,12 @@ def test_trial_spread_and_noise():
 
 
 def test_embedding_spread_from_per_batch_times():
-    stats_ = {"per_batch": [{"images": 16, "decode_preprocess_s": 1.0, "inference_s": 1.0},
-                            {"images": 16, "decode_preprocess_s": 1.0, "inference_s": 3.0}]}
-    spread = embedding_spread(stats_)
+    batches = [{"images": 16, "wall_s": 2.0, "inference_s": 1.0},
+               {"images": 16, "wall_s": 4.0, "inference_s": 3.0}]
+    spread = embedding_spread(batches)
     assert spread["images_per_s_inference"] == {"median": (16 + 16 / 3) / 2, "min": 16 / 3, "max": 16.0, "n": 2}
     assert spread["images_per_s_end_to_end"]["max"] == 8.0
-    assert embedding_spread({"images_per_s_inference": 7.0}) is None  # embedder without per-batch times
+    assert embedding_spread([]) is None  # a cache hit measures no batch
 
 
 class _CountingStore:

@@ -146,25 +146,18 @@ def relative_noise(spread: Optional[dict]) -> Optional[float]:
     return interval[1] / interval[0] - 1.0
 
 
-def embedding_spread(stats_: dict) -> Optional[dict[str, Any]]:
+def embedding_spread(batches: Sequence[dict]) -> Optional[dict[str, Any]]:
     """Images/s per embedding batch, median and min–max, end to end and for inference alone.
 
-    Reads ``stats["per_batch"]``, a list of ``{"images", "decode_preprocess_s", "inference_s"}`` per batch
-    (what bench.models.embed must expose for this). None when the stats have no per-batch times (an older
-    cache, or an embedder that does not record them); the warm-up batch must not be in the list.
+    ``batches`` holds ``{"images", "wall_s", "inference_s"}`` per batch, where ``wall_s`` is the time
+    from the previous batch's end to this one's (the loader overlaps decoding with inference, so the
+    end-to-end time of a batch is its share of the wall clock, not decode plus inference). None when
+    there are no batches (a cache hit measures nothing).
     """
-    batches = stats_.get("per_batch") if isinstance(stats_, dict) else None
-    if not batches:
+    e2e = [b["images"] / b["wall_s"] for b in batches if b.get("images") and b.get("wall_s")]
+    infer = [b["images"] / b["inference_s"] for b in batches if b.get("images") and b.get("inference_s")]
+    if not e2e and not infer:
         return None
-    e2e, infer = [], []
-    for batch in batches:
-        images, prep, inference = batch.get("images"), batch.get("decode_preprocess_s"), batch.get("inference_s")
-        if not images:
-            continue
-        if inference and inference > 0:
-            infer.append(images / inference)
-        if inference is not None and prep is not None and prep + inference > 0:
-            e2e.append(images / (prep + inference))
     return {"batches": len(batches), "images_per_s_end_to_end": trial_spread(e2e),
             "images_per_s_inference": trial_spread(infer)}
 

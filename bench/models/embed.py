@@ -2,8 +2,14 @@
 
 Embedding the corpus is the slowest step after conversion, so results are cached under a key that
 changes whenever anything that could change a vector changes: the ONNX file's hash, the
-preprocessing, the preprocess hook, the input size, and every image's id, path, size and mtime.
-A cache hit returns the stats measured by the run that computed the vectors, marked as such.
+preprocessing, the preprocess hook, the JPEG decoding mode, the input size, and every image's id,
+path, size and mtime. A cache hit returns the stats measured by the run that computed the vectors,
+marked as such.
+
+The cache is written in shards as embedding goes (bench.models.shards), so an interrupted run
+resumes where it stopped, and the vectors go straight into one preallocated array: memory grows
+with the result alone, never with per-image Python objects. Decoding and preprocessing run ahead
+of inference in worker threads (bench.models.loader).
 """
 from __future__ import annotations
 
@@ -14,10 +20,12 @@ import json
 import logging
 import os
 import re
+import resource
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -25,24 +33,25 @@ from tqdm import tqdm
 
 from bench.config import ModelConfig
 from bench.data.dataset import ImageRecord, Skip
-from bench.data.images import ImageError, load_rgb
 from bench.errors import BenchError
+from bench.measure.statistics import embedding_spread
 from bench.measure.timing import summarize_latencies
 from bench.models.convert import ConvertedModel
+from bench.models.loader import BATCHES_AHEAD_PER_WORKER, BatchDecoder, BatchLoader, LoaderTimes, resolve_workers
 from bench.models.preprocess import get_preprocessor
+from bench.models.shards import ShardStore, ShardWriter, Stored, run_segments
 
 log = logging.getLogger(__name__)
 
 LATENCY_SAMPLES = 16  # batch-1 inferences timed after the main pass
 LATENCY_WARMUP = 2
-CACHE_SCHEMA_VERSION = 1
 
 Hook = Callable[[np.ndarray], Optional[np.ndarray]]
 
 
 @dataclass
 class Embeddings:
-    image_ids: np.ndarray  # int64 (n,), in the order the computing run saw the images; map rows by id
+    image_ids: np.ndarray  # int64 (n,), in the order the computing runs saw the images; map rows by id
     vectors: np.ndarray  # float32 (n, d), unit L2 norm (an all-zero model output stays zero)
     skipped: list[Skip]  # images that could not be decoded, with the reason
     stats: dict
@@ -51,24 +60,27 @@ class Embeddings:
 
 def embed_images(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfig,
                  cache_dir: Path) -> Embeddings:
-    """Embed ``images`` with ``model``, or return the cached result of an identical earlier run."""
-    cache_dir = Path(cache_dir)
+    """Embed ``images`` with ``model``: the cached result of an identical earlier run, or the rest
+    of an interrupted one, or all of them."""
     preprocess = get_preprocessor(model.preprocessing)
     hook = load_preprocess_hook(cfg.preprocess_hook)
-    key = embedding_cache_key(model, images, cfg.preprocess_hook)
-    npz_path, sidecar_path = _cache_paths(model.name, key, cache_dir)
-
-    cached = _load_cached(npz_path, sidecar_path, key, model.embedding_dim)
-    if cached is not None:
-        log.info("embedding cache hit: %s (%d vectors, stats measured %s)", npz_path, len(cached.image_ids),
-                 cached.stats.get("measured_at"))
-        return cached
-
-    result = _embed(model, images, cfg, preprocess, hook)
-    result.stats["cache_key"] = key
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    _save(npz_path, sidecar_path, key, model, result)
-    return result
+    workers = resolve_workers(cfg.decode_workers)
+    if cfg.shard_images <= 0 or cfg.shard_seconds <= 0:
+        raise BenchError(f"model.shard_images={cfg.shard_images} and model.shard_seconds={cfg.shard_seconds} "
+                         f"must be positive")
+    key = embedding_cache_key(model, images, cfg.preprocess_hook, cfg.jpeg_draft)
+    store = ShardStore(_cache_folder(model.name, key, Path(cache_dir)), key, model.embedding_dim)
+    stored = store.read()
+    if stored.manifest is not None:
+        hit = _cache_hit(store, stored)
+        log.info("embedding cache hit: %s (%d vectors, stats measured %s)", store.folder, len(hit.image_ids),
+                 hit.stats.get("measured_at"))
+        return hit
+    if stored.shards:
+        done = len(stored.done_ids)
+        log.info("resuming: %s of %s images already embedded (%d shards in %s)", f"{done:,}", f"{len(images):,}",
+                 len(stored.shards), store.folder)
+    return _embed(model, images, cfg, preprocess, hook, store, stored, workers)
 
 
 def load_preprocess_hook(spec: Optional[str]) -> Optional[Hook]:
@@ -93,8 +105,9 @@ def load_preprocess_hook(spec: Optional[str]) -> Optional[Hook]:
     return func
 
 
-def embedding_cache_key(model: ConvertedModel, images: Sequence[ImageRecord], hook: Optional[str]) -> str:
-    """Changes whenever the model, preprocessing or any image file (by path, size, mtime) changes."""
+def embedding_cache_key(model: ConvertedModel, images: Sequence[ImageRecord], hook: Optional[str],
+                        jpeg_draft: bool = False) -> str:
+    """Changes whenever the model, preprocessing, decoding or any image file (by path, size, mtime) changes."""
     files = []
     for record in images:
         try:
@@ -103,7 +116,8 @@ def embedding_cache_key(model: ConvertedModel, images: Sequence[ImageRecord], ho
         except OSError:
             size, mtime_ns = -1, -1  # missing now: becomes a skip, and the key notices when it appears
         files.append((int(record.image_id), str(record.path), size, mtime_ns))
-    payload = json.dumps([model.onnx_sha256, model.preprocessing, hook, int(model.input_size), sorted(files)])
+    payload = json.dumps([model.onnx_sha256, model.preprocessing, hook, int(model.input_size), sorted(files),
+                          {"jpeg_draft": bool(jpeg_draft)}])
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -111,7 +125,8 @@ def embedding_cache_key(model: ConvertedModel, images: Sequence[ImageRecord], ho
 
 
 def _embed(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfig,
-           preprocess: Callable[[np.ndarray], np.ndarray], hook: Optional[Hook]) -> Embeddings:
+           preprocess: Callable[[np.ndarray], np.ndarray], hook: Optional[Hook], store: ShardStore,
+           stored: Stored, workers: int) -> Embeddings:
     session = ort.InferenceSession(str(model.onnx_path), providers=["CPUExecutionProvider"])
     size = model.input_size
     batch_size = max(1, int(cfg.batch_size))
@@ -121,71 +136,70 @@ def _embed(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfi
     _infer(session, model, np.zeros((batch_size, size, size, 3), dtype=np.float32))
     warmup_s = time.perf_counter() - t0
 
-    ids: list[int] = []
-    chunks: list[np.ndarray] = []
-    skipped: list[Skip] = []
+    rss_before_mb = _current_rss_mb()
+    done = stored.done_ids
+    todo = [r for r in images if int(r.image_id) not in done]
+    writer = ShardWriter(store, stored, capacity=len(images), dim=model.embedding_dim,
+                         max_images=cfg.shard_images, max_seconds=cfg.shard_seconds)
+    loader = BatchLoader(todo, batch_size, BatchDecoder(size, preprocess, hook, cfg.jpeg_draft), workers)
+    run = _RunClock()
     latency_inputs: list[np.ndarray] = []  # preprocessed single images for the batch-1 latency run
-    decode_preprocess_s = inference_s = 0.0
-    pending_images: list[np.ndarray] = []
-    pending_ids: list[int] = []
-
-    def flush() -> None:
-        nonlocal decode_preprocess_s, inference_s
-        if not pending_images:
-            return
-        t0 = time.perf_counter()
-        batch = preprocess(np.stack(pending_images))
-        if hook is not None:
-            hooked = hook(batch)
-            batch = batch if hooked is None else hooked
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        t1 = time.perf_counter()
-        output = _infer(session, model, batch)
-        t2 = time.perf_counter()
-        decode_preprocess_s += t1 - t0
-        inference_s += t2 - t1
-        chunks.append(output)
-        ids.extend(pending_ids)
-        for row in batch[: LATENCY_SAMPLES - len(latency_inputs)]:
-            latency_inputs.append(row[np.newaxis].copy())
-        pending_images.clear()
-        pending_ids.clear()
-
-    started = time.perf_counter()
-    with tqdm(total=len(images), unit="img", desc=f"embed {model.name}", disable=None) as bar:
-        for record in images:
-            t0 = time.perf_counter()
+    per_batch: list[dict[str, float]] = []  # for the spread of images/s across batches
+    batch_start = time.perf_counter()
+    with loader, tqdm(total=len(images), initial=len(images) - len(todo), unit="img", desc=f"embed {model.name}",
+                      disable=None) as bar:
+        try:
+            for batch in loader:
+                vectors, zero_norms = np.empty((0, model.embedding_dim), dtype=np.float32), 0
+                if len(batch.image_ids):
+                    t1 = time.perf_counter()
+                    output = _infer(session, model, batch.pixels)
+                    inference_s = time.perf_counter() - t1
+                    run.inference_s += inference_s
+                    vectors, zero_norms = _l2_normalise(output)
+                    now = time.perf_counter()
+                    per_batch.append({"images": len(batch.image_ids), "wall_s": now - batch_start,
+                                      "inference_s": inference_s})
+                    batch_start = now
+                writer.add(batch.image_ids, vectors, batch.skipped, zero_norms)
+                for row in batch.pixels[: LATENCY_SAMPLES - len(latency_inputs)]:
+                    latency_inputs.append(row[np.newaxis].copy())
+                bar.update(batch.num_records)
+                if writer.due():
+                    writer.save(run.progress(writer, loader.times))
+        except BaseException:
+            # Interrupted (signal, crash): keep every batch already inferred, then let it propagate.
             try:
-                pending_images.append(load_rgb(record.path, size))
-                pending_ids.append(int(record.image_id))
-            except ImageError as err:
-                skipped.append(Skip(path=str(record.path), reason=str(err)))
-            decode_preprocess_s += time.perf_counter() - t0
-            bar.update(1)
-            if len(pending_images) >= batch_size:
-                flush()
-        flush()
-    total_s = time.perf_counter() - started
-
-    raw = np.concatenate(chunks) if chunks else np.zeros((0, model.embedding_dim), dtype=np.float32)
-    vectors, zero_norms = _l2_normalise(raw)
+                writer.save(run.progress(writer, loader.times))
+            except Exception as err:  # never hide the interrupt behind a failed save
+                log.warning("could not save the last embedding shard (%s)", err)
+            raise
+        writer.save(run.progress(writer, loader.times))
+    total_s = run.elapsed()
     latencies = _batch1_latencies(session, model, latency_inputs)
+
+    skipped = stored.skipped + [s for shard in writer.saved for s in shard.skipped]
+    zero_norms = stored.zero_norms + writer.zero_norms
     if skipped:
         log.warning("%d of %d images could not be read and were skipped (first: %s: %s)", len(skipped),
                     len(images), skipped[0].path, skipped[0].reason)
     if zero_norms:
         log.warning("%d embeddings are all zeros (or not finite) and stay unnormalised", zero_norms)
 
-    n = len(ids)
+    n, mine, times = writer.rows, writer.embedded, loader.times
     options = session.get_session_options()
+    shards = stored.shards + writer.saved
     stats = {
         "num_images": len(images), "num_embedded": n, "num_skipped": len(skipped),
         "batch_size": batch_size,
-        "images_per_s_end_to_end": n / total_s if n and total_s > 0 else None,
-        "images_per_s_inference": n / inference_s if n and inference_s > 0 else None,
-        "seconds": {"decode_preprocess_s": decode_preprocess_s, "inference_s": inference_s, "total_s": total_s,
-                    "warmup_s": warmup_s},
+        # This run's own images over this run's own time: a resumed run is not credited with earlier runs' work.
+        "images_per_s_end_to_end": mine / total_s if mine and total_s > 0 else None,
+        "images_per_s_inference": mine / run.inference_s if mine and run.inference_s > 0 else None,
+        "seconds": {"decode_preprocess_s": times.decode_s + times.preprocess_s, "inference_s": run.inference_s,
+                    "total_s": total_s, "warmup_s": warmup_s, "decode_s": times.decode_s,
+                    "preprocess_s": times.preprocess_s, "loader_wait_s": times.wait_s},
         "batch1_latency": summarize_latencies(latencies),
+        "spread": embedding_spread(per_batch),
         "zero_norm_vectors": zero_norms,
         "preprocessing": model.preprocessing, "preprocess_hook": cfg.preprocess_hook,
         "input_size": size, "embedding_dim": model.embedding_dim,
@@ -194,9 +208,52 @@ def _embed(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfi
         "intra_op_threads": int(options.intra_op_num_threads), "cpu_count": os.cpu_count(),
         "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "from_cache": False,
+        "num_embedded_this_run": mine,
+        "resumed": {"images_done_before": len(done), "vectors_before": stored.num_vectors} if stored.shards else None,
+        "runs": run_segments(shards),
+        # decode and preprocess seconds are summed over worker threads, overlapping inference;
+        # loader_wait_s is the part inference had to wait for.
+        "loader": {"decode_workers": workers, "batches_ahead": BATCHES_AHEAD_PER_WORKER * workers,
+                   "jpeg_draft": bool(cfg.jpeg_draft)},
+        "shards": {"count": len(shards), "max_images": cfg.shard_images, "max_seconds": cfg.shard_seconds},
+        "rss_before_mb": rss_before_mb, "peak_rss_mb": _peak_rss_mb(),
+        "cache_key": store.key, "cache_path": str(store.folder),
     }
-    return Embeddings(image_ids=np.asarray(ids, dtype=np.int64), vectors=vectors, skipped=skipped, stats=stats,
+    store.write_manifest([s.path.name for s in shards], stats, skipped, model.name, model.onnx_sha256)
+    return Embeddings(image_ids=writer.image_ids[:n], vectors=writer.vectors[:n], skipped=skipped, stats=stats,
                       cached=False)
+
+
+class _RunClock:
+    """This run's identity and cumulative timings, saved with every shard it writes."""
+
+    def __init__(self) -> None:
+        self.run_id = uuid.uuid4().hex[:12]
+        self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self._t0 = time.perf_counter()
+        self.inference_s = 0.0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._t0
+
+    def progress(self, writer: ShardWriter, times: LoaderTimes) -> dict[str, Any]:
+        return {"run_id": self.run_id, "started_at": self.started_at, "embedded": writer.embedded,
+                "skipped": writer.skipped,
+                "seconds": {"total_s": self.elapsed(), "inference_s": self.inference_s, "decode_s": times.decode_s,
+                            "preprocess_s": times.preprocess_s, "loader_wait_s": times.wait_s}}
+
+
+def _current_rss_mb() -> Optional[float]:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _peak_rss_mb() -> float:
+    """The process's high-water mark so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _infer(session: ort.InferenceSession, model: ConvertedModel, batch: np.ndarray) -> np.ndarray:
@@ -235,49 +292,16 @@ def _batch1_latencies(session: ort.InferenceSession, model: ConvertedModel,
 # Cache
 
 
-def _cache_paths(model_name: str, key: str, cache_dir: Path) -> tuple[Path, Path]:
-    stem = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', model_name)}-{key[:16]}"
-    return cache_dir / f"{stem}.npz", cache_dir / f"{stem}.json"
+def _cache_folder(model_name: str, key: str, cache_dir: Path) -> Path:
+    return cache_dir / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', model_name)}-{key[:16]}"
 
 
-def _load_cached(npz_path: Path, sidecar_path: Path, key: str, embedding_dim: int) -> Embeddings | None:
-    if not (npz_path.exists() and sidecar_path.exists()):
-        return None
-    try:
-        sidecar = json.loads(sidecar_path.read_text())
-        if sidecar.get("key") != key:
-            return None
-        with np.load(npz_path) as data:
-            image_ids = data["image_ids"].astype(np.int64)
-            vectors = data["vectors"].astype(np.float32)
-        stats = dict(sidecar["stats"])
-        skipped = [Skip(path=s["path"], reason=s["reason"]) for s in sidecar["skipped"]]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        log.warning("ignoring unreadable embedding cache %s (%s)", npz_path, err)
-        return None
-    if vectors.shape != (len(image_ids), embedding_dim):
-        log.warning("ignoring embedding cache %s: shape %s does not fit %d ids of dim %d", npz_path,
-                    vectors.shape, len(image_ids), embedding_dim)
-        return None
-    stats["from_cache"] = True  # the timings describe the run at measured_at, not this one
-    stats["cache_path"] = str(npz_path)
+def _cache_hit(store: ShardStore, stored: Stored) -> Embeddings:
+    manifest = stored.manifest
+    image_ids, vectors = np.empty(stored.num_vectors, dtype=np.int64), np.empty((stored.num_vectors, store.dim), np.float32)
+    store.assemble(stored, image_ids, vectors)
+    stats = dict(manifest["stats"])
+    stats["from_cache"] = True  # the timings describe the run(s) at measured_at, not this one
+    stats["cache_path"] = str(store.folder)
+    skipped = [Skip(path=s["path"], reason=s["reason"]) for s in manifest["skipped"]]
     return Embeddings(image_ids=image_ids, vectors=vectors, skipped=skipped, stats=stats, cached=True)
-
-
-def _save(npz_path: Path, sidecar_path: Path, key: str, model: ConvertedModel, result: Embeddings) -> None:
-    # Write to temporary names and rename: an interrupted run never leaves a half-written cache.
-    # The sidecar goes last, and a hit needs it, so a crash between the two is a miss.
-    tmp_npz = npz_path.with_name(f".{npz_path.name}.{os.getpid()}.tmp")
-    with open(tmp_npz, "wb") as f:  # a file object keeps np.savez from appending ".npz"
-        np.savez(f, image_ids=result.image_ids, vectors=result.vectors)
-    os.replace(tmp_npz, npz_path)
-    sidecar = {
-        "schema_version": CACHE_SCHEMA_VERSION, "key": key, "model": model.name,
-        "onnx_sha256": model.onnx_sha256, "stats": result.stats,
-        "skipped": [{"path": s.path, "reason": s.reason} for s in result.skipped],
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    tmp_json = sidecar_path.with_name(f".{sidecar_path.name}.{os.getpid()}.tmp")
-    tmp_json.write_text(json.dumps(sidecar, indent=2))
-    os.replace(tmp_json, sidecar_path)
-    result.stats["cache_path"] = str(npz_path)

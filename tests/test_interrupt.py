@@ -1,0 +1,91 @@
+"""A real run interrupted mid-embedding (SIGTERM, SIGINT), through the CLI as a user would see it.
+
+The embedding is slowed down with ``model.preprocess_hook`` (250 ms per batch of 16), and the
+cache saves a shard per batch, so the test can wait for two shards on disk and then signal.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+SLOW = ["model.preprocess_hook=tests.slow_hooks:sleep_250ms", "model.shard_images=16"]
+
+
+def start(workspace, embeddings: Path, args: list[str], log: Path, new_session: bool = False) -> subprocess.Popen:
+    overrides = [o for o in workspace.overrides if not o.startswith("embeddings_dir=")]
+    argv = [sys.executable, "-m", "bench", *args[:1], "experiment=smoke", *overrides,
+            f"embeddings_dir={embeddings}", *SLOW, *args[1:]]
+
+    def own_session() -> None:
+        # Like a terminal's foreground job: SIGINT is delivered and handled, even when pytest itself
+        # was started in the background (which makes children inherit an ignored SIGINT).
+        os.setsid()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    with open(log, "w") as out:
+        return subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                preexec_fn=own_session if new_session else None)
+
+
+def signal_after_shards(proc: subprocess.Popen, embeddings: Path, sig: int, shards: int = 2,
+                        timeout: float = 300) -> int:
+    deadline = time.monotonic() + timeout
+    while len(list(embeddings.glob("*/shard-*.npz"))) < shards:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"no {shards} shards before the run ended (rc {proc.returncode})")
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    return proc.wait(timeout=120)
+
+
+def test_sigterm_mid_embedding_then_the_rerun_resumes(workspace, tmp_path):
+    embeddings = tmp_path / "embeddings"
+    first = start(workspace, embeddings, [f"hydra.run.dir={tmp_path / 'run1'}"], tmp_path / "run1.log")
+    t0 = time.monotonic()
+    rc = signal_after_shards(first, embeddings, signal.SIGTERM)
+    output = (tmp_path / "run1.log").read_text()
+    assert rc == 143, output[-3000:]
+    assert "interrupted (SIGTERM)" in output
+    result = json.loads((tmp_path / "run1" / "results.json").read_text())
+    assert result["status"] == "interrupted"
+    assert result["interrupted"] == {"stage": "embed", "signal": "SIGTERM"}
+    saved = len(list(embeddings.glob("*/shard-*.npz")))
+    assert 2 <= saved < 5 and not list(embeddings.glob("*/manifest.json"))
+
+    second = start(workspace, embeddings, [f"hydra.run.dir={tmp_path / 'run2'}"], tmp_path / "run2.log")
+    assert second.wait(timeout=300) == 0, (tmp_path / "run2.log").read_text()[-3000:]
+    output = (tmp_path / "run2.log").read_text()
+    assert f"resuming: {16 * saved} of 80 images already embedded" in output
+    result = json.loads((tmp_path / "run2" / "results.json").read_text())
+    assert result["status"] == "ok"
+    emb = result["model"]["embedding"]
+    assert emb["num_embedded"] == 80 and emb["num_embedded_this_run"] == 80 - 16 * saved
+    runs = emb["runs"]
+    assert [r["num_embedded"] for r in runs] == [16 * saved, 80 - 16 * saved]
+    assert runs[0]["last_shard"] == saved - 1 and runs[1]["first_shard"] == saved
+    assert emb["images_per_s_end_to_end"] == pytest.approx(emb["num_embedded_this_run"] / emb["seconds"]["total_s"])
+    print(f"killed after {time.monotonic() - t0:.1f} s; runs: {[(r['num_embedded'], r['seconds']['total_s']) for r in runs]}")
+
+
+def test_sigint_stops_a_multirun_sweep(workspace, tmp_path):
+    embeddings, sweep = tmp_path / "embeddings", tmp_path / "sweep"
+    proc = start(workspace, embeddings, ["-m", "index=FLAT,HNSW", f"hydra.sweep.dir={sweep}"], tmp_path / "log",
+                 new_session=True)
+    rc = signal_after_shards(proc, embeddings, signal.SIGINT)
+    output = (tmp_path / "log").read_text()
+    assert rc == 130, output[-3000:]
+    jobs = sorted(p.name for p in sweep.iterdir() if (p / "results.json").exists())
+    assert jobs == ["0_mobilenet_v2_FLAT"], output[-3000:]  # the second job never started
+    result = json.loads((sweep / jobs[0] / "results.json").read_text())
+    assert result["status"] == "interrupted" and result["interrupted"]["signal"] == "SIGINT"
