@@ -33,6 +33,11 @@ class ModelConfig:
     # Optional hook "module:function" applied after preprocessing; used by tests
     # to inject a deliberate slowdown, never by the shipped configs.
     preprocess_hook: Optional[str] = None
+    # fp32 (the converted file as is) | int8 (static, QDQ, calibrated) | int8_dynamic | fp16:
+    # see bench.models.variants. A variant is derived from the FP32 file and cached beside it.
+    precision: str = "fp32"
+    calibration_images: int = 32  # int8 only: corpus images (never queries) drawn with calibration_seed
+    calibration_seed: int = 0
 
 
 @dataclass
@@ -97,6 +102,16 @@ class SearchConfig:
 
 
 @dataclass
+class RuntimeConfig:
+    """How onnxruntime runs the model (bench.models.runtime): provider, threads, graph optimisation."""
+    name: str = "cpu"
+    provider: str = "CPUExecutionProvider"  # an onnxruntime execution provider, e.g. CUDAExecutionProvider
+    provider_options: dict[str, Any] = field(default_factory=dict)  # e.g. {device_id: 0}
+    intra_op_threads: int = 0  # 0: onnxruntime's default (one per physical core)
+    graph_optimization: str = "all"  # disable | basic | extended | all
+
+
+@dataclass
 class Config:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -108,6 +123,7 @@ class Config:
     embeddings_dir: str = "${hydra:runtime.cwd}/reports/cache"
     # Build the comparison report at the end of a multirun.
     report_on_multirun: bool = True
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 def register_configs() -> None:

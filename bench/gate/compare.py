@@ -33,7 +33,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.gate.config import DETERMINISTIC_KINDS, GateConfig, load_gate_config
-from bench.results import load_results, find_runs
+from bench.results import dig, load_results, find_runs
 
 RELATIVE_KINDS = ("throughput", "latency", "build")
 ONLY_CHOICES = ("all", "deterministic", "timing")
@@ -60,12 +60,7 @@ STATUS = Metric("run status (1 = ok)", "quality", True)
 # What a results.json holds, as named metrics
 
 
-def _get(data: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
+_get = dig
 
 
 def _number(value: Any) -> Optional[float]:
@@ -110,7 +105,27 @@ def run_level_metrics(result: dict) -> list[MetricValue]:
         MetricValue(Metric("flush s", "build", False), _number(load.get("flush_s"))),
         MetricValue(Metric("index build s", "build", False), _number(load.get("build_s"))),
         MetricValue(Metric("index load s", "build", False), _number(load.get("load_s"))),
+        *fidelity_metrics(result),
     ]
+
+
+def fidelity_metrics(result: dict) -> list[MetricValue]:
+    """A variant's fidelity to its FP32 model (bench.measure.fidelity): deterministic, judged as quality."""
+    fidelity = result.get("fidelity") or {}
+    if not fidelity:
+        return []
+    k = _top_k(result)
+    values = [
+        MetricValue(Metric("fidelity cosine min", "quality", True), _number(_get(fidelity, "cosine", "min"))),
+        MetricValue(Metric("fidelity cosine p1", "quality", True), _number(_get(fidelity, "cosine", "p1"))),
+        MetricValue(Metric(f"fidelity overlap@{k}", "quality", True),
+                    _number(_get(fidelity, "exact", "overlap_at_k"))),
+        MetricValue(Metric("fidelity RBO", "quality", True), _number(_get(fidelity, "exact", "rbo"))),
+    ]
+    for point in fidelity.get("points") or []:
+        values.append(MetricValue(Metric(f"fidelity recall@{k} vs FP32 exact, {point.get('label')}", "quality", True),
+                                  _number(point.get("recall_at_k"))))
+    return values
 
 
 def point_metrics(result: dict, point: dict) -> list[MetricValue]:

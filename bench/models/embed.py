@@ -23,13 +23,14 @@ import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
 
-from bench.config import ModelConfig
+from bench.config import ModelConfig, RuntimeConfig
 from bench.data.dataset import ImageRecord, Skip
 from bench.data.images import ImageError, load_rgb
 from bench.errors import BenchError
 from bench.measure.timing import summarize_latencies
 from bench.models.convert import ConvertedModel
 from bench.models.preprocess import get_preprocessor
+from bench.models.runtime import cache_tag, describe_session, make_session
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,12 @@ class Embeddings:
 
 
 def embed_images(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfig,
-                 cache_dir: Path) -> Embeddings:
+                 cache_dir: Path, runtime: Optional[RuntimeConfig] = None) -> Embeddings:
     """Embed ``images`` with ``model``, or return the cached result of an identical earlier run."""
     cache_dir = Path(cache_dir)
     preprocess = get_preprocessor(model.preprocessing)
     hook = load_preprocess_hook(cfg.preprocess_hook)
-    key = embedding_cache_key(model, images, cfg.preprocess_hook)
+    key = embedding_cache_key(model, images, cfg.preprocess_hook, cache_tag(runtime))
     npz_path, sidecar_path = _cache_paths(model.name, key, cache_dir)
 
     cached = _load_cached(npz_path, sidecar_path, key, model.embedding_dim)
@@ -64,7 +65,7 @@ def embed_images(model: ConvertedModel, images: Sequence[ImageRecord], cfg: Mode
                  cached.stats.get("measured_at"))
         return cached
 
-    result = _embed(model, images, cfg, preprocess, hook)
+    result = _embed(model, images, cfg, preprocess, hook, runtime)
     result.stats["cache_key"] = key
     cache_dir.mkdir(parents=True, exist_ok=True)
     _save(npz_path, sidecar_path, key, model, result)
@@ -93,7 +94,8 @@ def load_preprocess_hook(spec: Optional[str]) -> Optional[Hook]:
     return func
 
 
-def embedding_cache_key(model: ConvertedModel, images: Sequence[ImageRecord], hook: Optional[str]) -> str:
+def embedding_cache_key(model: ConvertedModel, images: Sequence[ImageRecord], hook: Optional[str],
+                        runtime_tag: str = "") -> str:
     """Changes whenever the model, preprocessing or any image file (by path, size, mtime) changes."""
     files = []
     for record in images:
@@ -103,7 +105,8 @@ def embedding_cache_key(model: ConvertedModel, images: Sequence[ImageRecord], ho
         except OSError:
             size, mtime_ns = -1, -1  # missing now: becomes a skip, and the key notices when it appears
         files.append((int(record.image_id), str(record.path), size, mtime_ns))
-    payload = json.dumps([model.onnx_sha256, model.preprocessing, hook, int(model.input_size), sorted(files)])
+    payload = json.dumps([model.onnx_sha256, model.preprocessing, hook, int(model.input_size), sorted(files)]
+                         + ([runtime_tag] if runtime_tag else []))  # the default runtime keeps the old keys
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -111,8 +114,9 @@ def embedding_cache_key(model: ConvertedModel, images: Sequence[ImageRecord], ho
 
 
 def _embed(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfig,
-           preprocess: Callable[[np.ndarray], np.ndarray], hook: Optional[Hook]) -> Embeddings:
-    session = ort.InferenceSession(str(model.onnx_path), providers=["CPUExecutionProvider"])
+           preprocess: Callable[[np.ndarray], np.ndarray], hook: Optional[Hook],
+           runtime: Optional[RuntimeConfig] = None) -> Embeddings:
+    session = make_session(model.onnx_path, runtime)
     size = model.input_size
     batch_size = max(1, int(cfg.batch_size))
 
@@ -177,7 +181,6 @@ def _embed(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfi
         log.warning("%d embeddings are all zeros (or not finite) and stay unnormalised", zero_norms)
 
     n = len(ids)
-    options = session.get_session_options()
     stats = {
         "num_images": len(images), "num_embedded": n, "num_skipped": len(skipped),
         "batch_size": batch_size,
@@ -189,9 +192,7 @@ def _embed(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfi
         "zero_norm_vectors": zero_norms,
         "preprocessing": model.preprocessing, "preprocess_hook": cfg.preprocess_hook,
         "input_size": size, "embedding_dim": model.embedding_dim,
-        "onnxruntime_version": ort.__version__, "execution_provider": "CPUExecutionProvider",
-        # 0 is onnxruntime's default: one thread per physical core.
-        "intra_op_threads": int(options.intra_op_num_threads), "cpu_count": os.cpu_count(),
+        **describe_session(session, runtime),  # provider, device, threads, onnxruntime version
         "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "from_cache": False,
     }

@@ -51,6 +51,9 @@ def model_table(results: Iterable[dict]) -> pd.DataFrame:
             "infer s": emb.get("seconds", {}).get("inference_s"),
             "b1 p50 ms": b1.get("p50_ms"), "b1 p95 ms": b1.get("p95_ms"), "b1 p99 ms": b1.get("p99_ms"),
             "from cache": bool(emb.get("from_cache")),
+            # What ran it (bench.models.runtime); runs from before runtimes were configurable lack the device.
+            "precision": model.get("precision", "fp32"), "provider": emb.get("execution_provider"),
+            "device": emb.get("device"), "threads": emb.get("threads_in_use", emb.get("intra_op_threads")),
         })
     return pd.DataFrame(rows)
 
