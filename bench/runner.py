@@ -11,7 +11,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 from omegaconf import OmegaConf
@@ -21,12 +21,14 @@ from bench import PROJECT_ROOT, provenance
 from bench.config import Config, StatsConfig
 from bench.data.dataset import ImageRecord, load_dataset, split_queries
 from bench.errors import BenchError
-from bench.measure import evaluate, workloads
+from bench.measure import evaluate, fidelity, workloads
 from bench.measure.search import interleaved_trials, search_topk
 from bench.measure.statistics import with_intervals
 from bench.measure.workloads import filtered, streaming
-from bench.models.convert import ConvertedModel, ensure_onnx
+from bench.models.convert import ConvertedModel
 from bench.models.embed import Embeddings, embed_images
+from bench.models.runtime import describe_runtime, validate_runtime
+from bench.models.variants import ensure_model, validate_precision
 from bench.report.tables import load_table, model_table, search_table, to_markdown, write_tables
 from bench.report.workload_tables import run_tables as workload_tables
 from bench.results import RunResult
@@ -59,6 +61,8 @@ def validate(cfg: Config) -> None:
     if any(c <= 0 for c in cfg.search.concurrency):
         raise BenchError(f"search.concurrency={list(cfg.search.concurrency)} must hold positive thread counts")
     workloads.validate(cfg.workload, len(cfg.index.search))
+    validate_precision(cfg.model)
+    validate_runtime(cfg.runtime)
 
 
 def _fingerprint(model: ConvertedModel, corpus_ids: np.ndarray, with_paths: bool) -> str:
@@ -121,6 +125,10 @@ class _Vectors:
     labels: dict[int, set[int]]
     paths: dict[int, str]
     categories: dict[int, str] = field(default_factory=dict)  # category id -> name
+    # A variant's FP32 parent and its embedding of the same images, for the fidelity section.
+    reference: Optional[ConvertedModel] = None
+    reference_embeddings: Optional[Embeddings] = None
+    embeddings: Optional[Embeddings] = None
 
 
 def _run_stages(cfg: Config, result: RunResult) -> None:
@@ -137,6 +145,8 @@ def _run_stages(cfg: Config, result: RunResult) -> None:
                                                                     seed=0)}
     _load_and_search(cfg, result, vectors, exact_ids, quality_of, topk)
     result.save_topk(topk)
+    if vectors.reference is not None:
+        result.set("fidelity", _fidelity(cfg, result, vectors, topk, quality_of))
 
 
 def _convert_and_embed(cfg: Config, result: RunResult) -> _Vectors:
@@ -146,16 +156,20 @@ def _convert_and_embed(cfg: Config, result: RunResult) -> _Vectors:
     corpus, queries = split_queries(dataset.images, cfg.dataset.num_queries, cfg.dataset.query_seed)
 
     result.stage = "convert"
-    model = ensure_onnx(cfg.model, Path(cfg.cache_dir))
+    model, reference = ensure_model(cfg.model, corpus, Path(cfg.cache_dir))
     check_dim(cfg.index.type, cfg.index.build, model.embedding_dim)
     result.stage = "embed"
-    emb = embed_images(model, dataset.images, cfg.model, Path(cfg.embeddings_dir))
+    emb = embed_images(model, dataset.images, cfg.model, Path(cfg.embeddings_dir), cfg.runtime)
     result.data["provenance"]["weights"] = model.weights
+    result.data["provenance"]["runtime"] = describe_runtime(cfg.runtime)
     result.set("model", {"name": model.name, "source": cfg.model.source, "embedding_dim": model.embedding_dim,
                          "onnx_path": model.onnx_path, "onnx_sha256": model.onnx_sha256,
-                         "onnx_bytes": model.conversion.get("onnx_bytes"), "weights": model.weights,
-                         "conversion": model.conversion, "embedding": emb.stats,
-                         "embedding_spread": emb.stats.get("spread")})
+                         "onnx_bytes": (model.variant or model.conversion).get("onnx_bytes"), "weights": model.weights,
+                         "conversion": model.conversion, "embedding": emb.stats, "precision": cfg.model.precision,
+                         "variant": model.variant, "embedding_spread": emb.stats.get("spread")})
+    # The FP32 reference on the same images and runtime: usually an embedding cache hit.
+    reference_emb = embed_images(reference, dataset.images, cfg.model, Path(cfg.embeddings_dir),
+                                 cfg.runtime) if reference is not None else None
 
     corpus_ids, corpus_vectors = _split_embeddings(emb, corpus)
     query_ids, query_vectors = _split_embeddings(emb, queries)
@@ -169,7 +183,26 @@ def _convert_and_embed(cfg: Config, result: RunResult) -> _Vectors:
     return _Vectors(model=model, dataset_name=dataset.name, corpus_ids=corpus_ids, corpus_vectors=corpus_vectors,
                     query_ids=query_ids, query_vectors=query_vectors,
                     labels={r.image_id: set(r.category_ids) for r in dataset.images},
-                    paths={r.image_id: str(r.path) for r in dataset.images}, categories=dict(dataset.categories))
+                    paths={r.image_id: str(r.path) for r in dataset.images}, categories=dict(dataset.categories),
+                    reference=reference, reference_embeddings=reference_emb, embeddings=emb)
+
+
+def _fidelity(cfg: Config, result: RunResult, vectors: _Vectors, topk: dict[str, np.ndarray],
+              quality_of: _CategoryQuality) -> dict[str, Any]:
+    """The variant against its FP32 reference on the same images and queries (bench.measure.fidelity)."""
+    points = result.data.get("search", {}).get("points", [])
+    section = fidelity.fidelity_section(
+        reference_ids=vectors.reference_embeddings.image_ids, reference_vectors=vectors.reference_embeddings.vectors,
+        corpus_ids=vectors.corpus_ids, corpus_vectors=vectors.corpus_vectors, query_ids=vectors.query_ids,
+        query_vectors=vectors.query_vectors, exact_ids=topk["exact_ids"], exact_distances=topk["exact_distances"],
+        served={f"{cfg.index.type} {p['label']}": topk[f"ids_{i}"] for i, p in enumerate(points)},
+        quality=quality_of, k=cfg.search.top_k, metric=cfg.search.metric)
+    section.update(fidelity.speed_and_size(vectors.reference_embeddings.stats, vectors.embeddings.stats,
+                                           vectors.reference.conversion.get("onnx_bytes"),
+                                           vectors.model.variant.get("onnx_bytes")))
+    section["reference"] = {"model": vectors.reference.name, "onnx_sha256": vectors.reference.onnx_sha256,
+                            "embedding_from_cache": vectors.reference_embeddings.cached}
+    return section
 
 
 def _load_and_search(cfg: Config, result: RunResult, vectors: _Vectors, exact_ids: np.ndarray,

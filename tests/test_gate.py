@@ -62,12 +62,15 @@ def test_unchanged_tree_passes_the_gate(tmp_path):
     assert "PASS" in proc.stdout and "REGRESSION" not in proc.stdout
     report = json.loads((tmp_path / "gate.json").read_text())
     assert report["passed"] and report["counts"]["ok"] == len(report["rows"]) > 30
-    assert {r["run"] for r in report["rows"]} == {"mobilenet_v2/FLAT", "mobilenet_v2/IVF_FLAT", "mobilenet_v2/HNSW"}
+    assert {r["run"] for r in report["rows"]} == {"mobilenet_v2/FLAT", "mobilenet_v2/IVF_FLAT", "mobilenet_v2/HNSW",
+                                                  "mobilenet_v2-int8/FLAT"}
+    assert any(r["metric"] == "fidelity overlap@10" for r in report["rows"])  # the INT8 variant's fidelity is gated
     assert "| recall@10" in (tmp_path / "gate.md").read_text()
 
 
 def test_worse_index_parameter_fails_the_recall_check(cfg, tmp_path):
-    runs = run_gate_config(load_gate_config(overrides=["gate.indexes=[IVF_FLAT]"]), tmp_path / "work", [WORSE_SWEEP])
+    runs = run_gate_config(load_gate_config(overrides=["gate.indexes=[IVF_FLAT]", "gate.variants=[]"]), tmp_path / "work",
+                           [WORSE_SWEEP])
     comparison = compare_paths([IVF_BASELINE], runs, cfg, only="deterministic")
     swapped = row(comparison, "recall@10", "nprobe=16 → nprobe=1")
     assert swapped.verdict == "REGRESSION" and swapped.fails

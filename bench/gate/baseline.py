@@ -32,13 +32,23 @@ from bench.gate.config import GateConfig, load_gate_config
 from bench.gate.revisions import REPO, bench_overrides, run_bench
 from bench.results import RESULTS_FILE
 
+# Variant runs' folders name the precision too ("mobilenet_v2-int8_FLAT"): baseline folders are run names.
+VARIANT_SUBDIR = ["hydra.sweep.subdir=${hydra.job.num}_${model.name}-${model.precision}_${index.type}"]
+
 
 def run_gate_config(cfg: GateConfig, workdir: Path, extra_overrides: Sequence[str] = ()) -> list[Path]:
     """The gate's runs, everything but the ONNX cache inside ``workdir``; returns the run folders."""
     spec = cfg.gate
     args = bench_overrides(workdir, experiment=spec.experiment, indexes=spec.indexes,
                            overrides=[*spec.overrides, *extra_overrides], data_dir=workdir / "sample")
-    return run_bench(REPO, workdir, args)
+    runs = run_bench(REPO, workdir, args)
+    if spec.variants:  # a sweep of its own (not every index x precision), on the same sample
+        variant_dir = workdir / "variants"
+        args = bench_overrides(variant_dir, experiment=spec.experiment, indexes=spec.variant_indexes,
+                               overrides=[*spec.overrides, f"model.precision={','.join(spec.variants)}",
+                                          *VARIANT_SUBDIR, *extra_overrides], data_dir=workdir / "sample")
+        runs += run_bench(REPO, variant_dir, args)
+    return runs
 
 
 def baseline_path(cfg: GateConfig) -> Path:

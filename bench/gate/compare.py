@@ -34,7 +34,7 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.gate.config import DETERMINISTIC_KINDS, GateConfig, load_gate_config
 from bench.measure.statistics import as_interval, relative_noise
-from bench.results import load_results, find_runs
+from bench.results import dig, find_runs, load_results
 
 RELATIVE_KINDS = ("throughput", "latency", "build")
 ONLY_CHOICES = ("all", "deterministic", "timing")
@@ -61,12 +61,6 @@ STATUS = Metric("run status (1 = ok)", "quality", True)
 # What a results.json holds, as named metrics
 
 
-def _get(data: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
 
 
 def _number(value: Any) -> Optional[float]:
@@ -88,20 +82,20 @@ class MetricValue:
 def run_level_metrics(result: dict) -> list[MetricValue]:
     """Metrics of a whole run: model quality on exact search, parity, embedding, load and build."""
     k = _top_k(result)
-    embedding = _get(result, "model", "embedding") or {}
+    embedding = dig(result, "model", "embedding") or {}
     # A cache hit reports the timings of the run that computed the vectors: not this run's.
     stale = "embedding cache hit: no timing measured" if embedding.get("from_cache") else ""
-    load = _get(result, "index", "load") or {}
+    load = dig(result, "index", "load") or {}
     reused = "collection reused: nothing inserted" if load.get("reused") else ""
 
     def emb(*path: str) -> Optional[float]:
-        return None if stale else _number(_get(embedding, *path))
+        return None if stale else _number(dig(embedding, *path))
 
     return [
-        MetricValue(Metric(f"exact precision@{k}", "quality", True), _number(_get(result, "exact", "precision_at_k"))),
-        MetricValue(Metric(f"exact mAP@{k}", "quality", True), _number(_get(result, "exact", "map_at_k"))),
+        MetricValue(Metric(f"exact precision@{k}", "quality", True), _number(dig(result, "exact", "precision_at_k"))),
+        MetricValue(Metric(f"exact mAP@{k}", "quality", True), _number(dig(result, "exact", "map_at_k"))),
         MetricValue(Metric("parity max rel diff", "parity", False),
-                    _number(_get(result, "model", "conversion", "parity", "max_rel_diff"))),
+                    _number(dig(result, "model", "conversion", "parity", "max_rel_diff"))),
         MetricValue(Metric("embed img/s end-to-end", "throughput", True), emb("images_per_s_end_to_end"), stale),
         MetricValue(Metric("embed img/s inference", "throughput", True), emb("images_per_s_inference"), stale),
         # The stage a preprocessing change hits, apart from inference: the end-to-end rate dilutes it.
@@ -114,7 +108,27 @@ def run_level_metrics(result: dict) -> list[MetricValue]:
         MetricValue(Metric("flush s", "build", False), _number(load.get("flush_s"))),
         MetricValue(Metric("index build s", "build", False), _number(load.get("build_s"))),
         MetricValue(Metric("index load s", "build", False), _number(load.get("load_s"))),
+        *fidelity_metrics(result),
     ]
+
+
+def fidelity_metrics(result: dict) -> list[MetricValue]:
+    """A variant's fidelity to its FP32 model (bench.measure.fidelity): deterministic, judged as quality."""
+    fidelity = result.get("fidelity") or {}
+    if not fidelity:
+        return []
+    k = _top_k(result)
+    values = [
+        MetricValue(Metric("fidelity cosine min", "quality", True), _number(dig(fidelity, "cosine", "min"))),
+        MetricValue(Metric("fidelity cosine p1", "quality", True), _number(dig(fidelity, "cosine", "p1"))),
+        MetricValue(Metric(f"fidelity overlap@{k}", "quality", True),
+                    _number(dig(fidelity, "exact", "overlap_at_k"))),
+        MetricValue(Metric("fidelity RBO", "quality", True), _number(dig(fidelity, "exact", "rbo"))),
+    ]
+    for point in fidelity.get("points") or []:
+        values.append(MetricValue(Metric(f"fidelity recall@{k} vs FP32 exact, {point.get('label')}", "quality", True),
+                                  _number(point.get("recall_at_k"))))
+    return values
 
 
 def point_metrics(result: dict, point: dict) -> list[MetricValue]:
@@ -155,25 +169,25 @@ def _per_second(count: Optional[float], seconds: Optional[float]) -> Optional[fl
 
 
 def _top_k(result: dict) -> Any:
-    return _get(result, "search", "top_k") or _get(result, "config", "search", "top_k") or "K"
+    return dig(result, "search", "top_k") or dig(result, "config", "search", "top_k") or "K"
 
 
 def run_key(result: dict) -> str:
     """model/index, plus the store and metadata kind where they are not the defaults."""
-    model = _get(result, "model", "name") or _get(result, "config", "model", "name") or "?"
-    index = _get(result, "index", "type") or _get(result, "config", "index", "type") or "?"
+    model = dig(result, "model", "name") or dig(result, "config", "model", "name") or "?"
+    index = dig(result, "index", "type") or dig(result, "config", "index", "type") or "?"
     key = f"{model}/{index}"
-    store = _get(result, "config", "store", "kind")
+    store = dig(result, "config", "store", "kind")
     if store and store != "milvus_lite":
         key += f"@{store}"
-    metadata = _get(result, "config", "metadata", "kind")
+    metadata = dig(result, "config", "metadata", "kind")
     if metadata and metadata != "milvus":
         key += f"+{metadata}"
     return key
 
 
 def _point_labels(result: dict) -> list[str]:
-    return [str(p.get("label")) for p in (_get(result, "search", "points") or [])]
+    return [str(p.get("label")) for p in (dig(result, "search", "points") or [])]
 
 
 def match_points(baseline: Sequence[str], current: Sequence[str]) -> list[tuple[Optional[int], Optional[int]]]:
@@ -251,8 +265,8 @@ def _observe_run(key: str, base: Optional[dict], cur: Optional[dict]) -> list[Ob
 
     base_labels = _point_labels(base) if base is not None else []
     cur_labels = _point_labels(cur) if cur is not None else []
-    base_points = _get(base, "search", "points") or []
-    cur_points = _get(cur, "search", "points") or []
+    base_points = dig(base, "search", "points") or []
+    cur_points = dig(cur, "search", "points") or []
     for i, j in match_points(base_labels, cur_labels):
         b = {m.metric.name: m for m in point_metrics(base, base_points[i])} if i is not None else {}
         c = {m.metric.name: m for m in point_metrics(cur, cur_points[j])} if j is not None else {}
@@ -289,14 +303,14 @@ def _context_notes(key: str, base: dict, cur: dict) -> list[str]:
                         ("queries", ("dataset", "num_queries")), ("top_k", ("search", "top_k")),
                         ("metric", ("search", "metric")), ("store", ("provenance", "store", "version")),
                         ("weights", ("provenance", "weights", "kind"))):
-        a, b = _get(base, *path), _get(cur, *path)
+        a, b = dig(base, *path), dig(cur, *path)
         if a != b:
             notes.append(f"{key}: {label} differs ({a} vs {b})")
-    hw_a, hw_b = _get(base, "provenance", "hardware") or {}, _get(cur, "provenance", "hardware") or {}
+    hw_a, hw_b = dig(base, "provenance", "hardware") or {}, dig(cur, "provenance", "hardware") or {}
     if (hw_a.get("cpu"), hw_a.get("cores")) != (hw_b.get("cpu"), hw_b.get("cores")):
         notes.append(f"{key}: other hardware ({hw_a.get('cpu')} x{hw_a.get('cores')} vs "
                      f"{hw_b.get('cpu')} x{hw_b.get('cores')}): its timings are not comparable")
-    va, vb = _get(base, "provenance", "versions") or {}, _get(cur, "provenance", "versions") or {}
+    va, vb = dig(base, "provenance", "versions") or {}, dig(cur, "provenance", "versions") or {}
     changed = [f"{p} {va.get(p)} → {vb.get(p)}" for p in sorted(set(va) | set(vb)) if va.get(p) != vb.get(p)]
     if changed:
         notes.append(f"{key}: package versions differ: {', '.join(changed)}")

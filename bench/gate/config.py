@@ -62,6 +62,10 @@ class GateRuns:
     indexes: list[str] = field(default_factory=lambda: ["FLAT", "IVF_FLAT", "HNSW"])
     overrides: list[str] = field(default_factory=list)  # extra `python -m bench` overrides
     baseline_dir: str = "reports/baseline"
+    # Extra runs of the same model at these model.precision values (e.g. [int8]), on variant_indexes:
+    # their fidelity to FP32 is deterministic too, so a change that breaks quantization fails the gate.
+    variants: list[str] = field(default_factory=list)
+    variant_indexes: list[str] = field(default_factory=lambda: ["FLAT"])
 
 
 @dataclass
@@ -152,3 +156,5 @@ def _check(cfg: GateConfig) -> None:
         raise BenchError(f"gate against.pairs={cfg.against.pairs} must be at least 1")
     if not cfg.gate.indexes or not cfg.against.indexes:
         raise BenchError("gate gate.indexes and against.indexes must each list at least one index type")
+    if cfg.gate.variants and not cfg.gate.variant_indexes:
+        raise BenchError("gate gate.variants needs at least one index type in gate.variant_indexes")

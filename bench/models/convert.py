@@ -59,6 +59,7 @@ class ConvertedModel:
     preprocessing: str
     weights: dict  # provenance: kind, seed, sha256, source (+ fallback_from)
     conversion: dict  # seconds, cached, opset, onnx_bytes, parity{max_abs_diff, max_rel_diff, min_cosine} | None
+    variant: Optional[dict] = None  # a precision variant's provenance (bench.models.variants); None: FP32 as converted
 
 
 @dataclass

@@ -31,7 +31,7 @@ import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
 
-from bench.config import ModelConfig
+from bench.config import ModelConfig, RuntimeConfig
 from bench.data.dataset import ImageRecord, Skip
 from bench.errors import BenchError
 from bench.measure.statistics import embedding_spread
@@ -39,6 +39,7 @@ from bench.measure.timing import summarize_latencies
 from bench.models.convert import ConvertedModel
 from bench.models.loader import BATCHES_AHEAD_PER_WORKER, BatchDecoder, BatchLoader, LoaderTimes, resolve_workers
 from bench.models.preprocess import get_preprocessor
+from bench.models.runtime import cache_tag, describe_session, make_session
 from bench.models.shards import ShardStore, ShardWriter, Stored, run_segments
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Embeddings:
 
 
 def embed_images(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfig,
-                 cache_dir: Path) -> Embeddings:
+                 cache_dir: Path, runtime: Optional[RuntimeConfig] = None) -> Embeddings:
     """Embed ``images`` with ``model``: the cached result of an identical earlier run, or the rest
     of an interrupted one, or all of them."""
     preprocess = get_preprocessor(model.preprocessing)
@@ -68,7 +69,7 @@ def embed_images(model: ConvertedModel, images: Sequence[ImageRecord], cfg: Mode
     if cfg.shard_images <= 0 or cfg.shard_seconds <= 0:
         raise BenchError(f"model.shard_images={cfg.shard_images} and model.shard_seconds={cfg.shard_seconds} "
                          f"must be positive")
-    key = embedding_cache_key(model, images, cfg.preprocess_hook, cfg.jpeg_draft)
+    key = embedding_cache_key(model, images, cfg.preprocess_hook, cfg.jpeg_draft, cache_tag(runtime))
     store = ShardStore(_cache_folder(model.name, key, Path(cache_dir)), key, model.embedding_dim)
     stored = store.read()
     if stored.manifest is not None:
@@ -80,7 +81,7 @@ def embed_images(model: ConvertedModel, images: Sequence[ImageRecord], cfg: Mode
         done = len(stored.done_ids)
         log.info("resuming: %s of %s images already embedded (%d shards in %s)", f"{done:,}", f"{len(images):,}",
                  len(stored.shards), store.folder)
-    return _embed(model, images, cfg, preprocess, hook, store, stored, workers)
+    return _embed(model, images, cfg, preprocess, hook, store, stored, workers, runtime)
 
 
 def load_preprocess_hook(spec: Optional[str]) -> Optional[Hook]:
@@ -106,8 +107,8 @@ def load_preprocess_hook(spec: Optional[str]) -> Optional[Hook]:
 
 
 def embedding_cache_key(model: ConvertedModel, images: Sequence[ImageRecord], hook: Optional[str],
-                        jpeg_draft: bool = False) -> str:
-    """Changes whenever the model, preprocessing, decoding or any image file (by path, size, mtime) changes."""
+                        jpeg_draft: bool = False, runtime_tag: str = "") -> str:
+    """Changes whenever the model, preprocessing, decoding, runtime or any image file (by path, size, mtime) changes."""
     files = []
     for record in images:
         try:
@@ -117,7 +118,8 @@ def embedding_cache_key(model: ConvertedModel, images: Sequence[ImageRecord], ho
             size, mtime_ns = -1, -1  # missing now: becomes a skip, and the key notices when it appears
         files.append((int(record.image_id), str(record.path), size, mtime_ns))
     payload = json.dumps([model.onnx_sha256, model.preprocessing, hook, int(model.input_size), sorted(files),
-                          {"jpeg_draft": bool(jpeg_draft)}])
+                          {"jpeg_draft": bool(jpeg_draft)}]
+                         + ([runtime_tag] if runtime_tag else []))  # the default runtime adds nothing
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -126,8 +128,8 @@ def embedding_cache_key(model: ConvertedModel, images: Sequence[ImageRecord], ho
 
 def _embed(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfig,
            preprocess: Callable[[np.ndarray], np.ndarray], hook: Optional[Hook], store: ShardStore,
-           stored: Stored, workers: int) -> Embeddings:
-    session = ort.InferenceSession(str(model.onnx_path), providers=["CPUExecutionProvider"])
+           stored: Stored, workers: int, runtime: Optional[RuntimeConfig] = None) -> Embeddings:
+    session = make_session(model.onnx_path, runtime)
     size = model.input_size
     batch_size = max(1, int(cfg.batch_size))
 
@@ -187,7 +189,6 @@ def _embed(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfi
         log.warning("%d embeddings are all zeros (or not finite) and stay unnormalised", zero_norms)
 
     n, mine, times = writer.rows, writer.embedded, loader.times
-    options = session.get_session_options()
     shards = stored.shards + writer.saved
     stats = {
         "num_images": len(images), "num_embedded": n, "num_skipped": len(skipped),
@@ -203,9 +204,7 @@ def _embed(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfi
         "zero_norm_vectors": zero_norms,
         "preprocessing": model.preprocessing, "preprocess_hook": cfg.preprocess_hook,
         "input_size": size, "embedding_dim": model.embedding_dim,
-        "onnxruntime_version": ort.__version__, "execution_provider": "CPUExecutionProvider",
-        # 0 is onnxruntime's default: one thread per physical core.
-        "intra_op_threads": int(options.intra_op_num_threads), "cpu_count": os.cpu_count(),
+        **describe_session(session, runtime),  # provider, device, threads, onnxruntime version
         "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "from_cache": False,
         "num_embedded_this_run": mine,

@@ -22,7 +22,7 @@ import pandas as pd
 from bench.config import StatsConfig
 from bench.errors import BenchError
 from bench.measure.statistics import all_within_noise
-from bench.report import agreement, distances, layouts, plots, summary, workloads
+from bench.report import agreement, distances, layouts, plots, summary, variants, workloads
 from bench.report.comparison_tables import (RECALL_THRESHOLDS, index_setting, operating_points_table,
                                             provenance_table, quality_table, runs_table, versions_table)
 from bench.report.document import Block, Bullets, Document, Figure, Heading, Table, Text, write_document
@@ -126,6 +126,7 @@ def _group_sections(group: Group, prefix: str, level: int) -> list[Block]:
     blocks: list[Block] = []
     for section in (_models, _indexes, _operating_points, _agreement, _distances, _quality):
         blocks.extend(section(group, results, prefix, level))
+    blocks.extend(variants.section(group, prefix, level))  # only when the group holds INT8/FP16 variants
     return blocks
 
 

@@ -134,8 +134,16 @@ def provenance_table(runs: dict[str, dict]) -> pd.DataFrame:
         rows.append({"run": name, "commit": str(prov.get("git_commit", "?")), "created": prov.get("created_at"),
                      "cpu": hw.get("cpu"), "cores": hw.get("cores"), "memory GB": hw.get("memory_gb"),
                      "os": hw.get("os"), "python": hw.get("python"), "store": _store_label(r),
-                     "weights": _weights_label(prov.get("weights") or r.get("model", {}).get("weights"))})
+                     "weights": _weights_label(prov.get("weights") or r.get("model", {}).get("weights")),
+                     "runtime": _runtime_label(prov.get("runtime"))})
     return pd.DataFrame(rows)
+
+
+def _runtime_label(runtime: dict | None) -> str:
+    """e.g. "CUDAExecutionProvider on NVIDIA H100 (GPU 0), 2 threads" (bench.models.runtime)."""
+    if not runtime:
+        return "CPUExecutionProvider (not recorded)"
+    return f"{runtime.get('provider')} on {runtime.get('device')}, {runtime.get('threads_in_use')} threads"
 
 
 def versions_table(runs: dict[str, dict]) -> pd.DataFrame:

@@ -64,6 +64,9 @@ def model_table(results: Iterable[dict]) -> pd.DataFrame:
             "b1 p50 ms": percentile_cell(b1, 50), "b1 p95 ms": percentile_cell(b1, 95),
             "b1 p99 ms": percentile_cell(b1, 99), "b1 samples": b1.get("count"),
             "from cache": bool(emb.get("from_cache")),
+            # What ran it (bench.models.runtime); runs from before runtimes were configurable lack the device.
+            "precision": model.get("precision", "fp32"), "provider": emb.get("execution_provider"),
+            "device": emb.get("device"), "threads": emb.get("threads_in_use", emb.get("intra_op_threads")),
         })
     return pd.DataFrame(rows)
 
