@@ -48,6 +48,9 @@ class DatasetConfig:
     # coco_sample only: how to generate it
     num_images: int = 240
     sample_seed: int = 0
+    # coco_sample only: [min, max] side of the drawn images in pixels (small images generate and
+    # decode faster, for runs at 100k images; see conf/experiment/scale_100k.yaml)
+    sample_sides: list[int] = field(default_factory=lambda: [160, 480])
 
 
 @dataclass

@@ -240,3 +240,9 @@ def test_split_is_deterministic_per_seed() -> None:
 def test_split_rejects_impossible_query_count(num_queries: int) -> None:
     with pytest.raises(BenchError, match="with 10 images: lower dataset.num_queries or raise dataset.limit"):
         split_queries(records(10), num_queries, seed=0)
+
+
+def test_sample_drawn_by_a_process_pool_is_byte_identical(tmp_path: Path) -> None:
+    generate_sample(tmp_path / "serial", 24, seed=2, workers=1)
+    generate_sample(tmp_path / "pool", 24, seed=2, workers=2)
+    assert file_bytes(tmp_path / "serial") == file_bytes(tmp_path / "pool")

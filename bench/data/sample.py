@@ -17,8 +17,10 @@ generator seeded with ``(seed, i)``, so a larger sample starts with the same ima
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,9 @@ ANNOTATIONS_FILE = "annotations/instances_sample.json"
 MARKER_FILE = ".complete.json"
 JPEG_QUALITY = 90
 MIN_SIDE, MAX_SIDE = 160, 480
+MIN_ALLOWED_SIDE = 32  # shapes and textures need a few dozen pixels to stay recognisable
+# From this many images on, drawing runs in one process per CPU (a pool costs ~1 s to start).
+PARALLEL_FROM_IMAGES = 2000
 
 
 @dataclass(frozen=True)
@@ -79,23 +84,33 @@ def odd_format(index: int) -> str:
     return "rgb"
 
 
-def ensure_sample(root: Path, num_images: int, seed: int) -> tuple[Path, Path]:
+def ensure_sample(root: Path, num_images: int, seed: int,
+                  sides: tuple[int, int] = (MIN_SIDE, MAX_SIDE)) -> tuple[Path, Path]:
     """Reuse the sample in ``root`` if its marker matches, else generate it there."""
     root = Path(root)
     marker = root / MARKER_FILE
     if marker.is_file() and (root / ANNOTATIONS_FILE).is_file():
         try:
-            if json.loads(marker.read_text()) == _marker(num_images, seed):
+            if json.loads(marker.read_text()) == _marker(num_images, seed, sides):
                 return root / IMAGES_DIR, root / ANNOTATIONS_FILE
         except (OSError, ValueError):
             pass  # unreadable marker: regenerate
-    return generate_sample(root, num_images, seed)
+    return generate_sample(root, num_images, seed, sides=sides)
 
 
-def generate_sample(root: Path, num_images: int, seed: int) -> tuple[Path, Path]:
-    """Draw ``num_images`` images and their annotations into ``root``; return (image_dir, annotations)."""
+def generate_sample(root: Path, num_images: int, seed: int, workers: int | None = None,
+                    sides: tuple[int, int] = (MIN_SIDE, MAX_SIDE)) -> tuple[Path, Path]:
+    """Draw ``num_images`` images and their annotations into ``root``; return (image_dir, annotations).
+
+    ``workers`` processes draw and write the images (default: one per CPU from
+    PARALLEL_FROM_IMAGES images on, else one); the result does not depend on it. Image sides are
+    drawn from ``sides`` = (min, max) pixels.
+    """
     if num_images < 1:
         raise ValueError(f"num_images must be positive, got {num_images}")
+    sides = (int(sides[0]), int(sides[1]))
+    if not MIN_ALLOWED_SIDE <= sides[0] <= sides[1]:
+        raise ValueError(f"sides must be (min, max) with {MIN_ALLOWED_SIDE} <= min <= max, got {sides}")
     root = Path(root)
     image_dir, ann_path = root / IMAGES_DIR, root / ANNOTATIONS_FILE
     # The marker goes first and comes back last, so an interrupted run is redone.
@@ -104,14 +119,13 @@ def generate_sample(root: Path, num_images: int, seed: int) -> tuple[Path, Path]
     ann_path.parent.mkdir(parents=True, exist_ok=True)
 
     images, annotations = [], []
-    for index in tqdm(range(num_images), desc="generating sample", unit="img", disable=None):
-        image_id = image_id_for(index)
-        picture, objects = _draw_image(np.random.default_rng([seed, index]), index)
-        file_name = _save(picture, image_dir, image_id, odd_format(index))
-        images.append({"id": image_id, "file_name": file_name,
-                       "width": picture.width, "height": picture.height})
-        for category_id, polygon in objects:
-            annotations.append(_annotation(len(annotations) + 1, image_id, category_id, polygon))
+    tasks = ((seed, index, image_dir, sides) for index in range(num_images))
+    with _image_pool(num_images, workers) as pool:
+        drawn = pool.imap(_draw_and_save, tasks, chunksize=32) if pool else map(_draw_and_save, tasks)
+        for image, objects in tqdm(drawn, total=num_images, desc="generating sample", unit="img", disable=None):
+            images.append(image)
+            for category_id, polygon in objects:
+                annotations.append(_annotation(len(annotations) + 1, image["id"], category_id, polygon))
 
     instances = {
         # Fixed text, no timestamps: the file must be byte-identical across runs.
@@ -124,8 +138,35 @@ def generate_sample(root: Path, num_images: int, seed: int) -> tuple[Path, Path]
                        for c in CATEGORIES],
     }
     ann_path.write_text(json.dumps(instances))
-    _write_atomic(root / MARKER_FILE, json.dumps(_marker(num_images, seed)))
+    _write_atomic(root / MARKER_FILE, json.dumps(_marker(num_images, seed, sides)))
     return image_dir, ann_path
+
+
+def _draw_and_save(task: tuple[int, int, Path, tuple[int, int]]) -> tuple[dict, list[tuple[int, list]]]:
+    """Image ``index``: drawn from its own seeded generator and written; returns its COCO entry and objects."""
+    seed, index, image_dir, sides = task
+    image_id = image_id_for(index)
+    picture, objects = _draw_image(np.random.default_rng([seed, index]), index, sides)
+    file_name = _save(picture, image_dir, image_id, odd_format(index))
+    return {"id": image_id, "file_name": file_name, "width": picture.width, "height": picture.height}, objects
+
+
+@contextlib.contextmanager
+def _image_pool(num_images: int, workers: int | None):
+    """A process pool for large samples (drawing is CPU-bound numpy), None for small ones.
+
+    Each image depends only on (seed, index) and results come back in index order, so the files
+    and the JSON are byte-identical whatever the worker count. Forked, not spawned: spawn re-imports
+    the caller's main module, which breaks scripts without a ``__main__`` guard; the workers only
+    run numpy and Pillow, so the caller's threads do not matter to them.
+    """
+    if workers is None:
+        workers = (os.cpu_count() or 1) if num_images >= PARALLEL_FROM_IMAGES else 1
+    if workers <= 1:
+        yield None
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield pool
 
 
 def image_id_for(index: int) -> int:
@@ -133,8 +174,11 @@ def image_id_for(index: int) -> int:
     return 100 + 3 * index
 
 
-def _marker(num_images: int, seed: int) -> dict:
-    return {"generator_version": GENERATOR_VERSION, "num_images": num_images, "seed": seed}
+def _marker(num_images: int, seed: int, sides: tuple[int, int] = (MIN_SIDE, MAX_SIDE)) -> dict:
+    marker = {"generator_version": GENERATOR_VERSION, "num_images": num_images, "seed": seed}
+    if tuple(sides) != (MIN_SIDE, MAX_SIDE):  # samples of the default size keep their marker
+        marker["sides"] = list(sides)
+    return marker
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -143,14 +187,15 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _draw_image(rng: np.random.Generator, index: int) -> tuple[Image.Image, list[tuple[int, list]]]:
+def _draw_image(rng: np.random.Generator, index: int,
+                sides: tuple[int, int] = (MIN_SIDE, MAX_SIDE)) -> tuple[Image.Image, list[tuple[int, list]]]:
     """One RGBA picture and its objects as (category_id, polygon) pairs.
 
     The first object is the image's main category (round robin, so categories are
     balanced) and is drawn large and last, on top; 0-2 smaller objects of random
     categories sit behind it.
     """
-    width, height = (int(v) for v in rng.integers(MIN_SIDE, MAX_SIDE + 1, size=2))
+    width, height = (int(v) for v in rng.integers(sides[0], sides[1] + 1, size=2))
     main = CATEGORIES[index % len(CATEGORIES)]
     extras = [CATEGORIES[i] for i in rng.integers(0, len(CATEGORIES), size=int(rng.integers(0, 3)))]
 
