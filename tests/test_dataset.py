@@ -246,3 +246,18 @@ def test_sample_drawn_by_a_process_pool_is_byte_identical(tmp_path: Path) -> Non
     generate_sample(tmp_path / "serial", 24, seed=2, workers=1)
     generate_sample(tmp_path / "pool", 24, seed=2, workers=2)
     assert file_bytes(tmp_path / "serial") == file_bytes(tmp_path / "pool")
+
+
+def test_sample_sides_set_image_size_and_mark_the_sample(tmp_path: Path) -> None:
+    records = load_dataset(sample_cfg(tmp_path / "small", num_images=6, sample_sides=[40, 48])).images
+    for record in records:
+        with Image.open(record.path) as img:
+            assert 40 <= img.width <= 48 and 40 <= img.height <= 48
+    marker = json.loads((tmp_path / "small" / ".complete.json").read_text())
+    assert marker["sides"] == [40, 48]
+
+
+@pytest.mark.parametrize("sides", [[8, 64], [128, 64], [64]])
+def test_bad_sample_sides_are_one_line_errors(tmp_path: Path, sides) -> None:
+    with pytest.raises(BenchError, match="dataset.sample_sides"):
+        load_dataset(sample_cfg(tmp_path, sample_sides=sides))
