@@ -242,12 +242,6 @@ def test_split_rejects_impossible_query_count(num_queries: int) -> None:
         split_queries(records(10), num_queries, seed=0)
 
 
-def test_sample_drawn_by_a_process_pool_is_byte_identical(tmp_path: Path) -> None:
-    generate_sample(tmp_path / "serial", 24, seed=2, workers=1)
-    generate_sample(tmp_path / "pool", 24, seed=2, workers=2)
-    assert file_bytes(tmp_path / "serial") == file_bytes(tmp_path / "pool")
-
-
 def test_sample_sides_set_image_size_and_mark_the_sample(tmp_path: Path) -> None:
     records = load_dataset(sample_cfg(tmp_path / "small", num_images=6, sample_sides=[40, 48])).images
     for record in records:

@@ -17,10 +17,8 @@ generator seeded with ``(seed, i)``, so a larger sample starts with the same ima
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +35,6 @@ MARKER_FILE = ".complete.json"
 JPEG_QUALITY = 90
 MIN_SIDE, MAX_SIDE = 160, 480
 MIN_ALLOWED_SIDE = 32  # shapes and textures need a few dozen pixels to stay recognisable
-# From this many images on, drawing runs in one process per CPU (a pool costs ~1 s to start).
-PARALLEL_FROM_IMAGES = 2000
 
 
 @dataclass(frozen=True)
@@ -98,13 +94,11 @@ def ensure_sample(root: Path, num_images: int, seed: int,
     return generate_sample(root, num_images, seed, sides=sides)
 
 
-def generate_sample(root: Path, num_images: int, seed: int, workers: int | None = None,
+def generate_sample(root: Path, num_images: int, seed: int,
                     sides: tuple[int, int] = (MIN_SIDE, MAX_SIDE)) -> tuple[Path, Path]:
     """Draw ``num_images`` images and their annotations into ``root``; return (image_dir, annotations).
 
-    ``workers`` processes draw and write the images (default: one per CPU from
-    PARALLEL_FROM_IMAGES images on, else one); the result does not depend on it. Image sides are
-    drawn from ``sides`` = (min, max) pixels.
+    Image sides are drawn from ``sides`` = (min, max) pixels.
     """
     if num_images < 1:
         raise ValueError(f"num_images must be positive, got {num_images}")
@@ -119,13 +113,14 @@ def generate_sample(root: Path, num_images: int, seed: int, workers: int | None 
     ann_path.parent.mkdir(parents=True, exist_ok=True)
 
     images, annotations = [], []
-    tasks = ((seed, index, image_dir, sides) for index in range(num_images))
-    with _image_pool(num_images, workers) as pool:
-        drawn = pool.imap(_draw_and_save, tasks, chunksize=32) if pool else map(_draw_and_save, tasks)
-        for image, objects in tqdm(drawn, total=num_images, desc="generating sample", unit="img", disable=None):
-            images.append(image)
-            for category_id, polygon in objects:
-                annotations.append(_annotation(len(annotations) + 1, image["id"], category_id, polygon))
+    for index in tqdm(range(num_images), desc="generating sample", unit="img", disable=None):
+        image_id = image_id_for(index)
+        picture, objects = _draw_image(np.random.default_rng([seed, index]), index, sides)
+        file_name = _save(picture, image_dir, image_id, odd_format(index))
+        images.append({"id": image_id, "file_name": file_name,
+                       "width": picture.width, "height": picture.height})
+        for category_id, polygon in objects:
+            annotations.append(_annotation(len(annotations) + 1, image_id, category_id, polygon))
 
     instances = {
         # Fixed text, no timestamps: the file must be byte-identical across runs.
@@ -140,33 +135,6 @@ def generate_sample(root: Path, num_images: int, seed: int, workers: int | None 
     ann_path.write_text(json.dumps(instances))
     _write_atomic(root / MARKER_FILE, json.dumps(_marker(num_images, seed, sides)))
     return image_dir, ann_path
-
-
-def _draw_and_save(task: tuple[int, int, Path, tuple[int, int]]) -> tuple[dict, list[tuple[int, list]]]:
-    """Image ``index``: drawn from its own seeded generator and written; returns its COCO entry and objects."""
-    seed, index, image_dir, sides = task
-    image_id = image_id_for(index)
-    picture, objects = _draw_image(np.random.default_rng([seed, index]), index, sides)
-    file_name = _save(picture, image_dir, image_id, odd_format(index))
-    return {"id": image_id, "file_name": file_name, "width": picture.width, "height": picture.height}, objects
-
-
-@contextlib.contextmanager
-def _image_pool(num_images: int, workers: int | None):
-    """A process pool for large samples (drawing is CPU-bound numpy), None for small ones.
-
-    Each image depends only on (seed, index) and results come back in index order, so the files
-    and the JSON are byte-identical whatever the worker count. Forked, not spawned: spawn re-imports
-    the caller's main module, which breaks scripts without a ``__main__`` guard; the workers only
-    run numpy and Pillow, so the caller's threads do not matter to them.
-    """
-    if workers is None:
-        workers = (os.cpu_count() or 1) if num_images >= PARALLEL_FROM_IMAGES else 1
-    if workers <= 1:
-        yield None
-        return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield pool
 
 
 def image_id_for(index: int) -> int:
