@@ -75,6 +75,9 @@ class StoreConfig:
     insert_batch_size: int = 512
     index_timeout_s: float = 600.0
     connect_timeout_s: float = 5.0
+    # Batches in flight at once while inserting (bench/stores/insert.py): 2 overlaps the client's
+    # serialisation of one batch with a server's work on the previous one (conf/store/).
+    insert_threads: int = 1
 
 
 @dataclass

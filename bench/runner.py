@@ -30,6 +30,7 @@ from bench.report.tables import load_table, model_table, search_table, to_markdo
 from bench.results import RunResult
 from bench.stores import CollectionSpec, VectorStore, open_store
 from bench.stores.indexes import check_dim, check_server_version, point_label, validate_index
+from bench.stores.insert import insert_batches
 from bench.stores.metadata import MetadataStore, open_metadata
 from bench.stores.urls import redact_config
 
@@ -228,13 +229,10 @@ def _load(store: VectorStore, metadata: MetadataStore, spec: CollectionSpec, dat
     reused = store.prepare(spec, rows)
     load: dict[str, Any] = {"rows": rows, "reused": reused, "insert_s": None, "insert_rows_per_s": None}
     if not reused:
-        batch = cfg.store.insert_batch_size
         start = time.perf_counter()
         with tqdm(total=rows, desc="insert", unit="row", disable=None) as bar:
-            for s in range(0, rows, batch):
-                store.insert(ids[s:s + batch], vectors[s:s + batch], id_paths[s:s + batch],
-                             [sorted(labels[int(i)]) for i in ids[s:s + batch]])
-                bar.update(min(batch, rows - s))
+            insert_batches(store, ids, vectors, id_paths, [sorted(labels[int(i)]) for i in ids],
+                           cfg.store.insert_batch_size, cfg.store.insert_threads, progress=bar.update)
         load["insert_s"] = time.perf_counter() - start
         load["insert_rows_per_s"] = rows / load["insert_s"]
     start = time.perf_counter()
