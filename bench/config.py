@@ -66,6 +66,9 @@ class DatasetConfig:
     sample_seed: int = 0
     # folder only: null (no labels) | subfolders (category = first-level subfolder)
     labels: Optional[str] = None
+    # coco_sample only: [min, max] side of the drawn images in pixels (small images generate and
+    # decode faster, for runs at 100k images; see conf/experiment/scale_100k.yaml)
+    sample_sides: list[int] = field(default_factory=lambda: [160, 480])
 
 
 @dataclass
@@ -90,6 +93,9 @@ class StoreConfig:
     insert_batch_size: int = 512
     index_timeout_s: float = 600.0
     connect_timeout_s: float = 5.0
+    # Batches in flight at once while inserting (bench/stores/insert.py): 2 overlaps the client's
+    # serialisation of one batch with a server's work on the previous one (conf/store/).
+    insert_threads: int = 1
 
 
 @dataclass

@@ -240,3 +240,18 @@ def test_split_is_deterministic_per_seed() -> None:
 def test_split_rejects_impossible_query_count(num_queries: int) -> None:
     with pytest.raises(BenchError, match="with 10 images: lower dataset.num_queries or raise dataset.limit"):
         split_queries(records(10), num_queries, seed=0)
+
+
+def test_sample_sides_set_image_size_and_mark_the_sample(tmp_path: Path) -> None:
+    records = load_dataset(sample_cfg(tmp_path / "small", num_images=6, sample_sides=[40, 48])).images
+    for record in records:
+        with Image.open(record.path) as img:
+            assert 40 <= img.width <= 48 and 40 <= img.height <= 48
+    marker = json.loads((tmp_path / "small" / ".complete.json").read_text())
+    assert marker["sides"] == [40, 48]
+
+
+@pytest.mark.parametrize("sides", [[8, 64], [128, 64], [64]])
+def test_bad_sample_sides_are_one_line_errors(tmp_path: Path, sides) -> None:
+    with pytest.raises(BenchError, match="dataset.sample_sides"):
+        load_dataset(sample_cfg(tmp_path, sample_sides=sides))

@@ -397,3 +397,42 @@ def test_recall_of_ivf_search_rises_with_nprobe_on_clustered_vectors():
     assert recalls[16] > recalls[1] + 0.1, recalls
     assert recalls[16] >= 0.9, recalls
     assert recalls[nlist] == 1.0, recalls     # probing every list is exhaustive
+
+
+def test_exact_topk_in_corpus_blocks_equals_one_pass():
+    # Small integers: IP and L2 are computed exactly, so ties are real and common, also across
+    # block boundaries. COSINE divides by norms, so its ties are a matter of rounding, which
+    # another BLAS kernel (a 1-row block) may round differently: it gets tie-free data.
+    rng = np.random.default_rng(5)
+    rounded = np.round(rng.normal(size=(301, 8)), 0).astype(np.float32)
+    rounded_queries = np.round(rng.normal(size=(23, 8)), 0).astype(np.float32)
+    for metric in ("IP", "COSINE", "L2"):
+        corpus = rng.normal(size=(301, 8)).astype(np.float32) if metric == "COSINE" else rounded
+        queries = rng.normal(size=(23, 8)).astype(np.float32) if metric == "COSINE" else rounded_queries
+        whole_ids, whole_dist = exact_topk(corpus, queries, k=10, metric=metric, corpus_block=len(corpus))
+        for block in (1, 7, 10, 64, 300):
+            for chunk in (None, 4):
+                ids, dist = exact_topk(corpus, queries, k=10, metric=metric, corpus_block=block, chunk_size=chunk)
+                np.testing.assert_array_equal(ids, whole_ids)
+                np.testing.assert_array_equal(dist, whole_dist)
+
+
+def test_exact_topk_does_not_copy_a_float32_corpus_to_float64(monkeypatch):
+    # The corpus goes to float64 one block at a time: no array as large as a float64 corpus appears.
+    corpus = np.random.default_rng(0).normal(size=(4000, 16)).astype(np.float32)
+    real_asarray, biggest = np.asarray, []
+
+    def spy(values, *args, **kwargs):
+        out = real_asarray(values, *args, **kwargs)
+        if isinstance(out, np.ndarray) and out.dtype == np.float64:
+            biggest.append(out.shape[0])
+        return out
+
+    monkeypatch.setattr(np, "asarray", spy)
+    exact_topk(corpus, corpus[:3], k=5, metric="L2", corpus_block=500)
+    assert biggest and max(biggest) <= 500
+
+
+def test_num_relevant_in_corpus_with_repeated_and_sparse_categories():
+    corpus = [(90, 90), (1,), (), [1, 90], {5000}]
+    assert num_relevant_in_corpus([(90,), {1, 5000}, (), (7,)], corpus).tolist() == [2, 3, 0, 0]

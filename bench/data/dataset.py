@@ -26,7 +26,7 @@ from pycocotools.coco import COCO
 
 from bench.config import DatasetConfig
 from bench.data.folder import scan_folder
-from bench.data.sample import ensure_sample
+from bench.data.sample import MAX_SIDE, MIN_ALLOWED_SIDE, MIN_SIDE, ensure_sample
 from bench.errors import BenchError
 
 FETCH_COMMAND = "python -m bench.fetch coco --split {split}"
@@ -109,8 +109,9 @@ def _resolve_paths(cfg: DatasetConfig) -> tuple[Path, Path]:
     if cfg.kind == "coco_sample":
         if cfg.num_images < 1:
             raise BenchError(f"dataset.num_images={cfg.num_images} must be positive")
+        sides = _sample_sides(cfg)
         try:
-            image_dir, ann_path = ensure_sample(Path(root), cfg.num_images, cfg.sample_seed)
+            image_dir, ann_path = ensure_sample(Path(root), cfg.num_images, cfg.sample_seed, sides)
         except OSError as err:
             raise BenchError(f"cannot write the sample dataset to {root} ({err}): "
                              "set dataset.root to a writable folder") from None
@@ -132,6 +133,14 @@ def _resolve_paths(cfg: DatasetConfig) -> tuple[Path, Path]:
         raise BenchError(f"image folder not found: {image_dir}; run `{fetch}` to download COCO into data/coco, "
                          "or set dataset.root=/path/to/val2017")
     return image_dir, ann_path
+
+
+def _sample_sides(cfg: DatasetConfig) -> tuple[int, int]:
+    sides = list(getattr(cfg, "sample_sides", None) or [MIN_SIDE, MAX_SIDE])
+    if len(sides) != 2 or not all(isinstance(s, int) for s in sides) or not MIN_ALLOWED_SIDE <= sides[0] <= sides[1]:
+        raise BenchError(f"dataset.sample_sides={sides} must be [min, max] pixels with "
+                         f"{MIN_ALLOWED_SIDE} <= min <= max, e.g. [64, 128]")
+    return sides[0], sides[1]
 
 
 def _optional(cfg: Any, key: str) -> str | None:

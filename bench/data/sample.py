@@ -34,6 +34,7 @@ ANNOTATIONS_FILE = "annotations/instances_sample.json"
 MARKER_FILE = ".complete.json"
 JPEG_QUALITY = 90
 MIN_SIDE, MAX_SIDE = 160, 480
+MIN_ALLOWED_SIDE = 32  # shapes and textures need a few dozen pixels to stay recognisable
 
 
 @dataclass(frozen=True)
@@ -85,23 +86,31 @@ def odd_format(index: int) -> str:
     return "rgb"
 
 
-def ensure_sample(root: Path, num_images: int, seed: int) -> tuple[Path, Path]:
+def ensure_sample(root: Path, num_images: int, seed: int,
+                  sides: tuple[int, int] = (MIN_SIDE, MAX_SIDE)) -> tuple[Path, Path]:
     """Reuse the sample in ``root`` if its marker matches, else generate it there."""
     root = Path(root)
     marker = root / MARKER_FILE
     if marker.is_file() and (root / ANNOTATIONS_FILE).is_file():
         try:
-            if json.loads(marker.read_text()) == _marker(num_images, seed):
+            if json.loads(marker.read_text()) == _marker(num_images, seed, sides):
                 return root / IMAGES_DIR, root / ANNOTATIONS_FILE
         except (OSError, ValueError):
             pass  # unreadable marker: regenerate
-    return generate_sample(root, num_images, seed)
+    return generate_sample(root, num_images, seed, sides=sides)
 
 
-def generate_sample(root: Path, num_images: int, seed: int) -> tuple[Path, Path]:
-    """Draw ``num_images`` images and their annotations into ``root``; return (image_dir, annotations)."""
+def generate_sample(root: Path, num_images: int, seed: int,
+                    sides: tuple[int, int] = (MIN_SIDE, MAX_SIDE)) -> tuple[Path, Path]:
+    """Draw ``num_images`` images and their annotations into ``root``; return (image_dir, annotations).
+
+    Image sides are drawn from ``sides`` = (min, max) pixels.
+    """
     if num_images < 1:
         raise ValueError(f"num_images must be positive, got {num_images}")
+    sides = (int(sides[0]), int(sides[1]))
+    if not MIN_ALLOWED_SIDE <= sides[0] <= sides[1]:
+        raise ValueError(f"sides must be (min, max) with {MIN_ALLOWED_SIDE} <= min <= max, got {sides}")
     root = Path(root)
     image_dir, ann_path = root / IMAGES_DIR, root / ANNOTATIONS_FILE
     # The marker goes first and comes back last, so an interrupted run is redone.
@@ -112,7 +121,7 @@ def generate_sample(root: Path, num_images: int, seed: int) -> tuple[Path, Path]
     images, annotations = [], []
     for index in tqdm(range(num_images), desc="generating sample", unit="img", disable=None):
         image_id = image_id_for(index)
-        picture, objects = _draw_image(np.random.default_rng([seed, index]))
+        picture, objects = _draw_image(np.random.default_rng([seed, index]), sides)
         file_name = _save(picture, image_dir, image_id, odd_format(index))
         images.append({"id": image_id, "file_name": file_name,
                        "width": picture.width, "height": picture.height})
@@ -130,7 +139,7 @@ def generate_sample(root: Path, num_images: int, seed: int) -> tuple[Path, Path]
                        for c in CATEGORIES],
     }
     ann_path.write_text(json.dumps(instances))
-    _write_atomic(root / MARKER_FILE, json.dumps(_marker(num_images, seed)))
+    _write_atomic(root / MARKER_FILE, json.dumps(_marker(num_images, seed, sides)))
     return image_dir, ann_path
 
 
@@ -139,8 +148,11 @@ def image_id_for(index: int) -> int:
     return 100 + 3 * index
 
 
-def _marker(num_images: int, seed: int) -> dict:
-    return {"generator_version": GENERATOR_VERSION, "num_images": num_images, "seed": seed}
+def _marker(num_images: int, seed: int, sides: tuple[int, int] = (MIN_SIDE, MAX_SIDE)) -> dict:
+    marker = {"generator_version": GENERATOR_VERSION, "num_images": num_images, "seed": seed}
+    if tuple(sides) != (MIN_SIDE, MAX_SIDE):  # samples of the default size keep their marker
+        marker["sides"] = list(sides)
+    return marker
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -149,14 +161,15 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _draw_image(rng: np.random.Generator) -> tuple[Image.Image, list[tuple[int, list]]]:
+def _draw_image(rng: np.random.Generator,
+                sides: tuple[int, int] = (MIN_SIDE, MAX_SIDE)) -> tuple[Image.Image, list[tuple[int, list]]]:
     """One RGBA picture and its objects as (category_id, polygon) pairs.
 
     1-3 objects, each of a category drawn with CATEGORY_WEIGHTS (skewed, like COCO). The first
     is the image's main category and is drawn large and last, on top; the others are smaller
     and sit behind it.
     """
-    width, height = (int(v) for v in rng.integers(MIN_SIDE, MAX_SIDE + 1, size=2))
+    width, height = (int(v) for v in rng.integers(sides[0], sides[1] + 1, size=2))
     drawn = rng.choice(len(CATEGORIES), size=int(rng.integers(1, 4)), p=CATEGORY_WEIGHTS)
     main, extras = CATEGORIES[drawn[0]], [CATEGORIES[i] for i in drawn[1:]]
 

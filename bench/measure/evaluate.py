@@ -30,6 +30,8 @@ MISSING_ID = -1
 
 # Bound on the (queries × corpus) float64 score block held at once by exact_topk.
 _SCORE_BLOCK_BYTES = 256 * 2**20
+# Bound on the float64 copy of one block of corpus rows in exact_topk.
+_CORPUS_BLOCK_BYTES = 64 * 2**20
 
 IdRows = Union[np.ndarray, Sequence[Sequence[int]]]
 Labels = Collection[int]  # a set or tuple of category ids
@@ -49,7 +51,8 @@ def normalize_metric(metric: str) -> str:
 
 
 def exact_topk(corpus: np.ndarray, queries: np.ndarray, k: int, metric: str,
-               *, chunk_size: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+               *, chunk_size: Optional[int] = None,
+               corpus_block: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
     """Brute-force top-``k`` of every query over ``corpus``: the ground truth for recall@K.
 
     Definition, per query q and corpus row c:
@@ -66,9 +69,13 @@ def exact_topk(corpus: np.ndarray, queries: np.ndarray, k: int, metric: str,
     clamped at 0; its absolute error (~1e-16 × (‖q‖² + ‖c‖²)) is far below the float32 resolution of
     the returned distances, so no separate exact recomputation is needed.
 
-    Memory: the corpus is converted to float64 once (n × d × 8 bytes). Queries are processed in chunks
-    so the score block stays under about 256 MiB; ``chunk_size`` (queries per chunk) overrides that.
-    Selection uses ``np.argpartition`` and then sorts only the k selected per query.
+    Memory and speed: the corpus is read in blocks of ``corpus_block`` rows (default: about 64 MiB
+    of float64 each), converted to float64 one block at a time, and each block's top-k is merged
+    into the running top-k by (key, row index), so the result equals one pass over the whole
+    corpus. The corpus is never copied whole (at 100k × 1280 a float64 copy alone is 1 GiB).
+    Queries are processed in chunks so that a score block stays under about 256 MiB;
+    ``chunk_size`` (queries per chunk) overrides that. Selection uses ``np.argpartition`` and then
+    sorts only the k selected per query.
 
     Returns:
         ``(ids, distances)``: int64 row indices into ``corpus`` of shape (nq, k) and float32 distances
@@ -79,7 +86,7 @@ def exact_topk(corpus: np.ndarray, queries: np.ndarray, k: int, metric: str,
         ValueError: arrays not 2-D, dimensions that differ, or non-finite values.
     """
     metric = normalize_metric(metric)
-    base = _as_finite_matrix(corpus, "corpus")
+    base = _check_finite_matrix(corpus, "corpus")  # kept in its own dtype; converted per block
     query_rows = _as_finite_matrix(queries, "queries")
     if base.shape[1] != query_rows.shape[1]:
         raise ValueError(f"corpus has dimension {base.shape[1]} but queries have {query_rows.shape[1]}")
@@ -88,32 +95,66 @@ def exact_topk(corpus: np.ndarray, queries: np.ndarray, k: int, metric: str,
         raise BenchError(f"top_k={k} must be between 1 and the corpus size {n}: lower search.top_k")
     k = int(k)
     if metric == "COSINE":
-        base = _unit_rows(base)
         query_rows = _unit_rows(query_rows)
-    base_sq_norms = np.einsum("ij,ij->i", base, base) if metric == "L2" else None
-
+    if corpus_block is None:
+        corpus_block = max(k, _CORPUS_BLOCK_BYTES // (8 * max(1, base.shape[1])))
+    if corpus_block < 1:
+        raise ValueError(f"corpus_block must be >= 1, got {corpus_block}")
     if chunk_size is None:
-        chunk_size = max(1, _SCORE_BLOCK_BYTES // (8 * n))
+        chunk_size = max(1, _SCORE_BLOCK_BYTES // (8 * min(n, corpus_block)))
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
 
     nq = query_rows.shape[0]
-    ids = np.empty((nq, k), dtype=np.int64)
-    distances = np.empty((nq, k), dtype=np.float32)
-    for start in range(0, nq, chunk_size):
-        block = query_rows[start:start + chunk_size]
-        products = block @ base.T
-        if metric == "L2":
-            # key: smaller is better, for both kinds of metric.
-            key = np.einsum("ij,ij->i", block, block)[:, None] + base_sq_norms[None, :] - 2.0 * products
-            np.maximum(key, 0.0, out=key)
-        else:
-            key = np.negative(products, out=products)
-        top = _smallest_k_stable(key, k)
-        selected = np.take_along_axis(key, top, axis=1)
-        ids[start:start + block.shape[0]] = top
-        distances[start:start + block.shape[0]] = selected if metric == "L2" else -selected
-    return ids, distances
+    query_sq_norms = np.einsum("ij,ij->i", query_rows, query_rows) if metric == "L2" else None
+    # Running best per query, as keys where smaller is better for every metric.
+    best_keys = np.full((nq, 0), np.inf)
+    best_ids = np.empty((nq, 0), dtype=np.int64)
+    for offset in range(0, n, corpus_block):
+        block = np.asarray(base[offset:offset + corpus_block], dtype=np.float64)
+        if metric == "COSINE":
+            block = _unit_rows(block)
+        block_sq_norms = np.einsum("ij,ij->i", block, block) if metric == "L2" else None
+        take = min(k, block.shape[0])
+        block_keys = np.empty((nq, take))
+        block_ids = np.empty((nq, take), dtype=np.int64)
+        for start in range(0, nq, chunk_size):
+            rows = slice(start, start + chunk_size)
+            products = query_rows[rows] @ block.T
+            if metric == "L2":
+                key = query_sq_norms[rows, None] + block_sq_norms[None, :] - 2.0 * products
+                np.maximum(key, 0.0, out=key)
+            else:
+                key = np.negative(products, out=products)
+            top = _smallest_k_stable(key, take)
+            block_keys[rows] = np.take_along_axis(key, top, axis=1)
+            block_ids[rows] = top + offset
+        best_keys, best_ids = _merge_smallest_k(best_keys, best_ids, block_keys, block_ids, k)
+    distances = best_keys if metric == "L2" else -best_keys
+    return best_ids, distances.astype(np.float32)
+
+
+def _merge_smallest_k(keys_a: np.ndarray, ids_a: np.ndarray, keys_b: np.ndarray, ids_b: np.ndarray,
+                      k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k smallest (key, id) pairs per row of two candidate sets, sorted by key then id.
+
+    Each set holds its block's k best by the same order, so the merge is the k best of the union.
+    """
+    keys, ids = np.concatenate([keys_a, keys_b], axis=1), np.concatenate([ids_a, ids_b], axis=1)
+    order = np.lexsort((ids, keys), axis=1)[:, :k]
+    return np.take_along_axis(keys, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+def _check_finite_matrix(values: np.ndarray, name: str) -> np.ndarray:
+    """``values`` as a 2-D float array in its own precision (no float64 copy), checked finite."""
+    matrix = np.asarray(values)
+    if not np.issubdtype(matrix.dtype, np.floating):
+        matrix = matrix.astype(np.float64)
+    if matrix.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (rows × dimension), got shape {matrix.shape}")
+    if not np.isfinite(matrix).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return matrix
 
 
 def _as_finite_matrix(values: np.ndarray, name: str) -> np.ndarray:
@@ -325,10 +366,11 @@ def num_relevant_in_corpus(query_labels: Sequence[Labels], corpus_labels: Sequen
     This is the denominator mAP@K should use. If a query image is itself in the corpus it counts
     itself; bench holds queries out of the corpus, so it does not arise there.
     """
-    categories = sorted(set().union(*map(set, query_labels), *map(set, corpus_labels)))
-    column = {category: j for j, category in enumerate(categories)}
-    query_hot = _multi_hot(query_labels, column)
-    corpus_hot = _multi_hot(corpus_labels, column)
+    query_flat, query_rows = _flatten_labels(query_labels)
+    corpus_flat, corpus_rows = _flatten_labels(corpus_labels)
+    categories = np.union1d(query_flat, corpus_flat)
+    query_hot = _multi_hot(query_flat, query_rows, len(query_labels), categories)
+    corpus_hot = _multi_hot(corpus_flat, corpus_rows, len(corpus_labels), categories)
     counts = np.zeros(len(query_labels), dtype=np.int64)
     # float32 counts are exact far beyond any category count; chunk to bound the nq × n block.
     step = max(1, _SCORE_BLOCK_BYTES // (4 * max(1, len(corpus_labels))))
@@ -338,10 +380,17 @@ def num_relevant_in_corpus(query_labels: Sequence[Labels], corpus_labels: Sequen
     return counts
 
 
-def _multi_hot(labels: Sequence[Labels], column: dict[int, int]) -> np.ndarray:
-    hot = np.zeros((len(labels), len(column)), dtype=np.float32)
-    for i, item in enumerate(labels):
-        hot[i, [column[c] for c in set(item)]] = 1.0
+def _flatten_labels(labels: Sequence[Labels]) -> tuple[np.ndarray, np.ndarray]:
+    """Every (item, category) pair as two int64 arrays (categories, item rows): one pass, no per-item numpy."""
+    lists = [list(item) for item in labels]
+    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    flat = np.fromiter((c for item in lists for c in item), dtype=np.int64, count=int(lengths.sum()))
+    return flat, np.repeat(np.arange(len(lists)), lengths)
+
+
+def _multi_hot(flat: np.ndarray, rows: np.ndarray, num_rows: int, categories: np.ndarray) -> np.ndarray:
+    hot = np.zeros((num_rows, len(categories)), dtype=np.float32)
+    hot[rows, np.searchsorted(categories, flat)] = 1.0  # a repeated category sets the same cell
     return hot
 
 
@@ -474,7 +523,7 @@ def random_pair_distances(vectors: np.ndarray, metric: str, n_pairs: int, seed: 
     sample. This is the "unrelated images" baseline the top-K distances are compared against.
     """
     metric = normalize_metric(metric)
-    matrix = _as_finite_matrix(vectors, "vectors")
+    matrix = _check_finite_matrix(vectors, "vectors")  # only the sampled rows go to float64
     n = matrix.shape[0]
     if n < 2:
         raise ValueError(f"need at least 2 vectors to form pairs, got {n}")
@@ -485,7 +534,7 @@ def random_pair_distances(vectors: np.ndarray, metric: str, n_pairs: int, seed: 
     # Draw the partner from the other n-1 rows, then skip over `first`: uniform and never equal.
     second = rng.integers(0, n - 1, size=n_pairs)
     second += second >= first
-    a, b = matrix[first], matrix[second]
+    a, b = matrix[first].astype(np.float64), matrix[second].astype(np.float64)
     if metric == "L2":
         values = np.einsum("ij,ij->i", a - b, a - b)
     else:

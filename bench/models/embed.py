@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import re
-import resource
 import time
 import uuid
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from tqdm import tqdm
 from bench.config import ModelConfig, RuntimeConfig
 from bench.data.dataset import ImageRecord, Skip
 from bench.errors import BenchError
+from bench.measure.stages import current_rss_mib, peak_rss_mib
 from bench.measure.statistics import embedding_spread
 from bench.measure.timing import summarize_latencies
 from bench.models.convert import ConvertedModel
@@ -138,7 +138,7 @@ def _embed(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfi
     _infer(session, model, np.zeros((batch_size, size, size, 3), dtype=np.float32))
     warmup_s = time.perf_counter() - t0
 
-    rss_before_mb = _current_rss_mb()
+    rss_before_mb = current_rss_mib()
     done = stored.done_ids
     todo = [r for r in images if int(r.image_id) not in done]
     writer = ShardWriter(store, stored, capacity=len(images), dim=model.embedding_dim,
@@ -215,7 +215,7 @@ def _embed(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfi
         "loader": {"decode_workers": workers, "batches_ahead": BATCHES_AHEAD_PER_WORKER * workers,
                    "jpeg_draft": bool(cfg.jpeg_draft)},
         "shards": {"count": len(shards), "max_images": cfg.shard_images, "max_seconds": cfg.shard_seconds},
-        "rss_before_mb": rss_before_mb, "peak_rss_mb": _peak_rss_mb(),
+        "rss_before_mb": rss_before_mb, "peak_rss_mb": peak_rss_mib(),
         "cache_key": store.key, "cache_path": str(store.folder),
     }
     store.write_manifest([s.path.name for s in shards], stats, skipped, model.name, model.onnx_sha256)
@@ -240,19 +240,6 @@ class _RunClock:
                 "skipped": writer.skipped,
                 "seconds": {"total_s": self.elapsed(), "inference_s": self.inference_s, "decode_s": times.decode_s,
                             "preprocess_s": times.preprocess_s, "loader_wait_s": times.wait_s}}
-
-
-def _current_rss_mb() -> Optional[float]:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _peak_rss_mb() -> float:
-    """The process's high-water mark so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _infer(session: ort.InferenceSession, model: ConvertedModel, batch: np.ndarray) -> np.ndarray:
