@@ -98,11 +98,11 @@ def test_indexes_of_one_model_are_not_ranked_on_a_small_corpus():
 def test_intervals_decide_tie_or_win():
     tie = _floors([_result("a", "FLAT", [_point("default", 1.0, 1000, 1, spread={"batch_qps": {"median": 1000, "min": 800, "max": 1200, "n": 3}})]),
                    _result("b", "FLAT", [_point("default", 1.0, 500, 1, spread={"batch_qps": {"median": 500, "min": 450, "max": 850, "n": 3}})])])
-    assert tie.loc[0.9, "winner?"] == "no, ≈ tie within noise: their QPS ranges across trials overlap"
+    assert tie.loc[0.9, "winner?"] == "no, ≈ tie within noise: their measured ranges overlap"
     # The same 1.1× lead that is "too close" without intervals is a win when the intervals are apart.
     win = _floors([_result("a", "FLAT", [_point("default", 1.0, 1100, 1, spread={"batch_qps": {"median": 1100, "min": 1090, "max": 1110, "n": 3}})]),
                    _result("b", "FLAT", [_point("default", 1.0, 1000, 1, spread={"batch_qps": {"median": 1000, "min": 990, "max": 1010, "n": 3}})])])
-    assert win.loc[0.9, "winner?"] == "yes, leads by 1.1×; QPS ranges across trials apart"
+    assert win.loc[0.9, "winner?"] == "yes, leads by 1.1×; measured ranges apart"
 
 
 def test_a_recall_interval_below_the_floor_is_flagged():
@@ -115,6 +115,8 @@ def test_interval_reads_bootstrap_intervals_and_trial_ranges():
     assert interval({"spread": {"batch_qps": {"median": 5, "min": 4, "max": 6, "n": 3}}}, "batch_qps") == (4.0, 6.0)
     assert interval({"spread": {"concurrent_qps": {"1": {"median": 1.5, "min": 1, "max": 2, "n": 3}}}},
                     "concurrent_qps", "1") == (1.0, 2.0)
+    assert interval({"spread": {"images_per_s_end_to_end": {"median": 12, "min": 10, "max": 13, "n": 30}}},
+                    "images_per_s_end_to_end") == (10.0, 13.0)
     assert interval({"recall_at_k": 0.9}, "recall_at_k") is None
     assert interval({"recall_at_k_ci95": [None, 0.9]}, "recall_at_k") is None
 

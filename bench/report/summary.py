@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from bench.measure.statistics import significantly_different
+from bench.measure.statistics import significantly_different, spread_interval
 from bench.report.comparison_tables import RECALL_THRESHOLDS
 from bench.report.document import (MISSING, Block, Bullets, Document, Heading, Layout, Table, format_cell,
                                    format_number, heading_anchors)
@@ -45,6 +45,8 @@ def interval(values: dict, key: str, sub: str | None = None) -> tuple[float, flo
         return qps_interval(values)
     if key == "concurrent_qps":
         return qps_interval(values, sub)
+    if key.startswith("images_per_s"):  # embedding throughput: min–max across its batches
+        return spread_interval((values.get("spread") or {}).get(key))
     return quality_interval(values, key)
 
 
@@ -95,8 +97,8 @@ def _verdict(best: _Candidate, runner_up: _Candidate | None) -> tuple[bool, str]
     ratio = best.qps / runner_up.qps if runner_up.qps > 0 else float("inf")
     if best.qps_interval and runner_up.qps_interval:
         if not significantly_different(best.qps_interval, runner_up.qps_interval):
-            return False, "≈ tie within noise: their QPS ranges across trials overlap"
-        return True, f"leads by {_ratio(ratio)}; QPS ranges across trials apart"
+            return False, "≈ tie within noise: their measured ranges overlap"
+        return True, f"leads by {_ratio(ratio)}; measured ranges apart"
     if ratio < NOISE_RATIO:
         return False, f"too close to call: {_ratio(ratio)}; one measurement each"
     return True, f"leads by {_ratio(ratio)}; one measurement each"
