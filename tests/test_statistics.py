@@ -90,8 +90,12 @@ def test_embedding_spread_from_per_batch_times():
     batches = [{"images": 16, "wall_s": 2.0, "inference_s": 1.0},
                {"images": 16, "wall_s": 4.0, "inference_s": 3.0}]
     spread = embedding_spread(batches)
-    assert spread["images_per_s_inference"] == {"median": (16 + 16 / 3) / 2, "min": 16 / 3, "max": 16.0, "n": 2}
+    assert spread["images_per_s_inference"] == {"median": (16 + 16 / 3) / 2, "min": 16 / 3, "max": 16.0, "n": 2,
+                                                "median_ci95": None}  # 2 batches cannot bound a median
     assert spread["images_per_s_end_to_end"]["max"] == 8.0
+    many = embedding_spread([{"images": 16, "wall_s": 1.0 + i / 10, "inference_s": 0.5} for i in range(20)])
+    low, high = many["images_per_s_end_to_end"]["median_ci95"]
+    assert many["images_per_s_end_to_end"]["min"] <= low <= many["images_per_s_end_to_end"]["median"] <= high
     assert embedding_spread([]) is None  # a cache hit measures no batch
 
 

@@ -115,8 +115,9 @@ def test_interval_reads_bootstrap_intervals_and_trial_ranges():
     assert interval({"spread": {"batch_qps": {"median": 5, "min": 4, "max": 6, "n": 3}}}, "batch_qps") == (4.0, 6.0)
     assert interval({"spread": {"concurrent_qps": {"1": {"median": 1.5, "min": 1, "max": 2, "n": 3}}}},
                     "concurrent_qps", "1") == (1.0, 2.0)
-    assert interval({"spread": {"images_per_s_end_to_end": {"median": 12, "min": 10, "max": 13, "n": 30}}},
-                    "images_per_s_end_to_end") == (10.0, 13.0)
+    assert interval({"spread": {"images_per_s_end_to_end": {"median": 12, "min": 3, "max": 13, "n": 30,
+                                                             "median_ci95": [11.5, 12.4]}}},
+                    "images_per_s_end_to_end") == (11.5, 12.4)
     assert interval({"recall_at_k": 0.9}, "recall_at_k") is None
     assert interval({"recall_at_k_ci95": [None, 0.9]}, "recall_at_k") is None
 

@@ -158,8 +158,18 @@ def embedding_spread(batches: Sequence[dict]) -> Optional[dict[str, Any]]:
     infer = [b["images"] / b["inference_s"] for b in batches if b.get("images") and b.get("inference_s")]
     if not e2e and not infer:
         return None
-    return {"batches": len(batches), "images_per_s_end_to_end": trial_spread(e2e),
-            "images_per_s_inference": trial_spread(infer)}
+    return {"batches": len(batches), "images_per_s_end_to_end": _batch_rates(e2e),
+            "images_per_s_inference": _batch_rates(infer)}
+
+
+def _batch_rates(rates: Sequence[float]) -> Optional[dict[str, Any]]:
+    """The spread of per-batch rates, plus the 95 % interval of their median (``median_ci95``, from
+    6 batches on). Unlike three timing trials, hundreds of batches have a min–max that any outlier
+    (the first batch fills the loader's pipeline) stretches, so comparisons use the median's interval."""
+    spread = trial_spread(rates)
+    if spread is not None:
+        spread["median_ci95"] = percentile_interval(rates, 50)
+    return spread
 
 
 # ----------------------------------------------------------------------------------------------

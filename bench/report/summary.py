@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from bench.measure.statistics import significantly_different, spread_interval
+from bench.measure.statistics import as_interval, significantly_different
 from bench.report.comparison_tables import RECALL_THRESHOLDS
 from bench.report.document import (MISSING, Block, Bullets, Document, Heading, Layout, Table, format_cell,
                                    format_number, heading_anchors)
@@ -45,8 +45,8 @@ def interval(values: dict, key: str, sub: str | None = None) -> tuple[float, flo
         return qps_interval(values)
     if key == "concurrent_qps":
         return qps_interval(values, sub)
-    if key.startswith("images_per_s"):  # embedding throughput: min–max across its batches
-        return spread_interval((values.get("spread") or {}).get(key))
+    if key.startswith("images_per_s"):  # embedding throughput: the interval of its per-batch median
+        return as_interval(((values.get("spread") or {}).get(key) or {}).get("median_ci95"))
     return quality_interval(values, key)
 
 
