@@ -114,11 +114,6 @@ def percentile_interval(samples: Sequence[float] | np.ndarray, percentile: float
     return [float(x[low - 1]), float(x[high - 1])]
 
 
-def unsupported_label(percentile: float, confidence: float = 0.95) -> str:
-    """How a table shows a percentile the run has too few samples for, e.g. ``n<368``."""
-    return f"n<{min_samples_for_percentile(percentile, confidence)}"
-
-
 # ----------------------------------------------------------------------------------------------
 # Repeated trials
 # ----------------------------------------------------------------------------------------------
@@ -190,13 +185,6 @@ def significantly_different(a: Optional[Interval], b: Optional[Interval]) -> boo
     if a is None or b is None:
         return False
     return a[1] < b[0] or b[1] < a[0]
-
-
-def compare_mark(value_a: float, a: Optional[Interval], value_b: float, b: Optional[Interval]) -> str:
-    """``"≈"`` within the noise, else ``">"`` or ``"<"`` (a against b)."""
-    if not significantly_different(a, b):
-        return APPROX
-    return ">" if value_a > value_b else "<"
 
 
 def all_within_noise(intervals: Sequence[Optional[Interval]]) -> bool:
