@@ -14,6 +14,18 @@ from omegaconf import MISSING
 
 
 @dataclass
+class QuantConfig:
+    """INT8 quantization settings (bench.models.variants): all part of the variant's cache key."""
+    # auto: true on an x86 CPU without VNNI/AMX, whose u8s8 kernels saturate in 16 bits (as onnxruntime's
+    # quantization guide advises), else false. true | false force it. Resolved from the detected CPU.
+    reduce_range: Any = "auto"
+    activation_type: str = "QUInt8"  # QUInt8 | QInt8 (static int8 only)
+    weight_type: str = "QInt8"  # QInt8 | QUInt8
+    per_channel: bool = True  # static int8 only; dynamic int8 quantizes per tensor
+    calibrate_method: str = "MinMax"  # MinMax | Entropy | Percentile (static int8 only)
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING
     # "keras": a keras.applications constructor converted with tf2onnx;
@@ -49,6 +61,7 @@ class ModelConfig:
     precision: str = "fp32"
     calibration_images: int = 32  # int8 only: corpus images (never queries) drawn with calibration_seed
     calibration_seed: int = 0
+    quant: QuantConfig = field(default_factory=QuantConfig)
 
 
 @dataclass

@@ -210,6 +210,11 @@ def _fidelity(cfg: Config, result: RunResult, vectors: _Vectors, topk: dict[str,
                                            vectors.model.variant.get("onnx_bytes")))
     section["reference"] = {"model": vectors.reference.name, "onnx_sha256": vectors.reference.onnx_sha256,
                             "embedding_from_cache": vectors.reference_embeddings.cached}
+    warning = fidelity.saturation_warning(section["cosine"].get("p1"), vectors.model.variant.get("settings") or {},
+                                          result.data["provenance"]["hardware"])
+    if warning:
+        log.warning(warning)
+        section["warning"] = warning
     return section
 
 

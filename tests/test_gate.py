@@ -61,7 +61,9 @@ def test_unchanged_tree_passes_the_gate(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert "PASS" in proc.stdout and "REGRESSION" not in proc.stdout
     report = json.loads((tmp_path / "gate.json").read_text())
-    assert report["passed"] and report["counts"]["ok"] == len(report["rows"]) > 30
+    # On a machine of another CPU class than the baseline's, INT8 rows without a floor read "not compared".
+    assert report["passed"] and report["counts"]["ok"] + report["counts"]["not compared"] == len(report["rows"]) > 30
+    assert all(r["verdict"] == "ok" for r in report["rows"] if "int8" not in r["run"])
     assert {r["run"] for r in report["rows"]} == {"mobilenet_v2/FLAT", "mobilenet_v2/IVF_FLAT", "mobilenet_v2/HNSW",
                                                   "mobilenet_v2-int8/FLAT"}
     assert any(r["metric"] == "fidelity overlap@10" for r in report["rows"])  # the INT8 variant's fidelity is gated

@@ -94,7 +94,9 @@ def machine_key() -> str:
     from bench.provenance import hardware
 
     hw = hardware()
-    text = f"{hw['cpu']}-{hw['cores']}c-{platform.system()}-py{'.'.join(platform.python_version_tuple()[:2])}"
+    # The CPU class too: one model name ("AMD EPYC") covers machines with and without AVX-512.
+    text = (f"{hw['cpu']}-{hw['cpu_class']}-{hw['cores']}c-{platform.system()}-"
+            f"py{'.'.join(platform.python_version_tuple()[:2])}")
     return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
 
 

@@ -93,6 +93,9 @@ class GateConfig:
     # Kinds whose metrics fail the gate when the current side lacks them. Timings may be absent for
     # honest reasons (an embedding cache hit measures nothing); a missing recall means a lost point.
     fail_on_missing: list[str] = field(default_factory=lambda: list(DETERMINISTIC_KINDS))
+    # INT8 rows when the current CPU class differs from the baseline's (bench.gate.cpu_class): metric family
+    # (the name without @K or point, e.g. "fidelity overlap") -> the lowest value that is not broken.
+    cpu_class_floors: dict[str, float] = field(default_factory=dict)
     gate: GateRuns = field(default_factory=GateRuns)
     against: AgainstRuns = field(default_factory=AgainstRuns)
 
@@ -152,6 +155,9 @@ def _check(cfg: GateConfig) -> None:
     unknown = sorted(set(cfg.fail_on_missing) - set(KINDS))
     if unknown:
         raise BenchError(f"gate fail_on_missing has unknown kind(s) {unknown}: choose from {', '.join(KINDS)}")
+    bad_floors = {name: value for name, value in cfg.cpu_class_floors.items() if not 0 <= value <= 1}
+    if bad_floors:
+        raise BenchError(f"gate cpu_class_floors {bad_floors} must lie between 0 and 1 (they bound quality metrics)")
     if cfg.against.pairs < 1:
         raise BenchError(f"gate against.pairs={cfg.against.pairs} must be at least 1")
     if not cfg.gate.indexes or not cfg.against.indexes:

@@ -10,6 +10,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from bench.cpu import features_label, recorded_class
 from bench.measure.evaluate import best_qps_at_recall
 from bench.measure.statistics import APPROX, Interval, significantly_different
 from bench.report.significance import fmt_interval, marks_vs_best, qps_interval, quality_interval
@@ -132,7 +133,8 @@ def provenance_table(runs: dict[str, dict]) -> pd.DataFrame:
         prov = r.get("provenance", {})
         hw = prov.get("hardware", {})
         rows.append({"run": name, "commit": str(prov.get("git_commit", "?")), "created": prov.get("created_at"),
-                     "cpu": hw.get("cpu"), "cores": hw.get("cores"), "memory GB": hw.get("memory_gb"),
+                     "cpu": hw.get("cpu"), "cpu class": recorded_class(r), "int8 features": features_label(hw),
+                     "cores": hw.get("cores"), "memory GB": hw.get("memory_gb"),
                      "os": hw.get("os"), "python": hw.get("python"), "store": _store_label(r),
                      "weights": _weights_label(prov.get("weights") or r.get("model", {}).get("weights")),
                      "runtime": _runtime_label(prov.get("runtime"))})
