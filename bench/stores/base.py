@@ -22,6 +22,9 @@ class Capabilities:
     min_rows_to_index: int
     embedded: bool  # runs inside this process (True) or is a server reached over the network
     filters: bool  # search(filter=LabelFilter) is supported (workload=filtered)
+    # False for a bare index library with no database around it: the floor that the report's store table
+    # compares the database stores against (the same index and parameters on both).
+    database: bool = True
     # How its timings must be read, shown under the report's load table; "" when there is nothing to say.
     caveat: str = ""
 
