@@ -16,6 +16,7 @@ from bench.stores.base import Capabilities, VectorStore
 STORES: dict[str, str] = {
     "milvus_lite": "bench.stores.milvus:MilvusLiteStore",
     "milvus_server": "bench.stores.milvus:MilvusServerStore",
+    "faiss": "bench.stores.faiss_store:FaissStore",
 }
 
 
