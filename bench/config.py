@@ -94,21 +94,10 @@ class IndexConfig:
 
 @dataclass
 class StoreConfig:
-    kind: str = "milvus_lite"  # milvus_lite | milvus_server
-    uri: str = "${hydra:runtime.cwd}/reports/milvus_lite.db"
-    # Name of the environment variable holding a token or "user:password".
-    token_env: str = "MILVUS_TOKEN"
-    consistency_level: str = "Bounded"
-    # Collection name; null derives one per model, dataset and data fingerprint. A name you set
-    # is checked: a collection of that name holding other data is refused (or replaced with recreate).
-    collection: Optional[str] = None
-    recreate: bool = False
-    insert_batch_size: int = 512
-    index_timeout_s: float = 600.0
-    connect_timeout_s: float = 5.0
-    # Batches in flight at once while inserting (bench/stores/insert.py): 2 overlaps the client's
-    # serialisation of one batch with a server's work on the previous one (conf/store/).
-    insert_threads: int = 1
+    """What every vector store's config has (conf/store/). Each store kind extends it with its own settings
+    in its module (bench.stores.milvus.MilvusConfig, ...), registered as the schema its YAML file names."""
+    kind: str = MISSING  # a name in bench.stores.registry.STORES: milvus_lite | milvus_server | ...
+    insert_batch_size: int = 512  # rows per insert call
 
 
 @dataclass
@@ -186,7 +175,7 @@ class Config:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
     index: IndexConfig = MISSING
-    store: StoreConfig = field(default_factory=StoreConfig)
+    store: StoreConfig = MISSING  # conf/store/<kind>.yaml: the kind's own config class
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     cache_dir: str = "${hydra:runtime.cwd}/models"
@@ -203,3 +192,8 @@ def register_configs() -> None:
     # validated against its dataclass. (Registering per-group schemas too would make them
     # selectable options, e.g. in `index=glob(*)`.)
     ConfigStore.instance().store(name="config_schema", node=Config)
+    # Each store kind's config class, under store_schema/<kind>, named by conf/store/<kind>.yaml's defaults
+    # list: the store group is typed by the kind's own class, so a Milvus key on store=faiss is a typo.
+    from bench.stores.registry import register_schemas
+
+    register_schemas(ConfigStore.instance())

@@ -34,7 +34,7 @@ from bench.report.tables import load_table, model_table, search_table, to_markdo
 from bench.report.workload_tables import run_tables as workload_tables
 from bench.results import RunResult
 from bench.stores import CollectionSpec, VectorStore, open_store
-from bench.stores.indexes import check_dim, check_server_version, point_label, validate_index
+from bench.stores.indexes import check_dim, point_label, validate_index
 from bench.stores.insert import insert_batches
 from bench.stores.metadata import MetadataStore, open_metadata
 from bench.stores.urls import redact_config
@@ -79,11 +79,9 @@ def _paths_namespace(dataset: str, ids: np.ndarray, paths: dict[int, str]) -> st
     return f"{dataset}_{digest[:8]}"
 
 
-def collection_name(cfg: Config, model: str, dataset: str, fingerprint: str) -> str:
-    """store.collection when set; else one name per distinct data, so runs of other configs
-    (another input size, sample size or metadata backend) never collide with this one."""
-    if cfg.store.collection:
-        return cfg.store.collection
+def collection_name(model: str, dataset: str, fingerprint: str) -> str:
+    """One name per distinct data, so runs of other configs (another input size, sample size or metadata
+    backend) never collide with this one; a store with its own naming setting may override it."""
     return re.sub(r"[^A-Za-z0-9_]", "_", f"bench_{model}_{dataset}_{fingerprint[:8]}")
 
 
@@ -224,7 +222,7 @@ def _load_and_search(cfg: Config, result: RunResult, vectors: _Vectors, exact_id
     stream, prepared = cfg.workload.kind == "streaming", False
     store = open_store(cfg.store)
     try:
-        check_server_version(cfg.index.type, cfg.store.kind, store.server_version())
+        store.check_index(cfg.index.type)
         # id -> path belongs to the images, not the model: one namespace per distinct image list.
         metadata = open_metadata(cfg.metadata, namespace=_paths_namespace(vectors.dataset_name, vectors.corpus_ids,
                                                                           vectors.paths))
@@ -232,16 +230,14 @@ def _load_and_search(cfg: Config, result: RunResult, vectors: _Vectors, exact_id
         store.close()
         raise
     try:
-        result.data["provenance"]["store"] = {"kind": cfg.store.kind, "version": store.server_version(),
-                                              "consistency_level": cfg.store.consistency_level}
+        result.data["provenance"]["store"] = store.describe()
         result.set("metadata", metadata.describe())
         # workload=streaming: half the corpus is loaded and indexed, the other half arrives while searching.
         initial = streaming.initial_half(vectors) if stream else vectors
         fingerprint = _fingerprint(model, initial.corpus_ids, metadata.paths_in_search)
-        spec = CollectionSpec(name=collection_name(cfg, model.name, vectors.dataset_name, fingerprint)
-                              + ("_stream" if stream else ""),
+        spec = CollectionSpec(name=collection_name(model.name, vectors.dataset_name, fingerprint),
                               dim=model.embedding_dim, metric=cfg.search.metric, fingerprint=fingerprint,
-                              with_paths=metadata.paths_in_search)
+                              with_paths=metadata.paths_in_search, scratch=stream)
         prepared = True
         with clock("load"):
             load = _load(store, metadata, spec, initial, cfg)
@@ -318,7 +314,7 @@ def _load(store: VectorStore, metadata: MetadataStore, spec: CollectionSpec, dat
         start = time.perf_counter()
         with tqdm(total=rows, desc="insert", unit="row", disable=None) as bar:
             insert_batches(store, ids, vectors, id_paths, [sorted(labels[int(i)]) for i in ids],
-                           cfg.store.insert_batch_size, cfg.store.insert_threads, progress=bar.update)
+                           cfg.store.insert_batch_size, store.insert_threads, progress=bar.update)
         load["insert_s"] = time.perf_counter() - start
         load["insert_rows_per_s"] = rows / load["insert_s"]
     start = time.perf_counter()

@@ -16,16 +16,20 @@ from bench.measure.statistics import APPROX, Interval, significantly_different
 from bench.report.significance import fmt_interval, marks_vs_best, qps_interval, quality_interval
 from bench.report.tables import NO_PARAMS, _store_label, _weights_label, quality_cell
 from bench.stores.indexes import format_params
+from bench.stores.registry import DEFAULT_KIND
 
 weights_label = _weights_label
 RECALL_THRESHOLDS = (0.9, 0.95, 0.99)
 
 
-def index_setting(result: dict) -> str:
-    """Index type with its build params: two HNSW runs with a different M are different indexes."""
+def index_setting(result: dict, with_store: bool = True) -> str:
+    """Index type with its build params: two HNSW runs with a different M are different indexes. On a store
+    other than the default one, "@<kind>" follows (with_store), so the same index on two stores is two rows."""
     index = result.get("index", {})
     build = format_params(index.get("build_params", {}), NO_PARAMS)
-    return index.get("type", "?") if build == NO_PARAMS else f"{index.get('type', '?')}({build})"
+    setting = index.get("type", "?") if build == NO_PARAMS else f"{index.get('type', '?')}({build})"
+    kind = result.get("provenance", {}).get("store", {}).get("kind")
+    return f"{setting}@{kind}" if with_store and kind and kind != DEFAULT_KIND else setting
 
 
 def _number(value: float | None) -> float:
