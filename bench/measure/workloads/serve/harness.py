@@ -106,24 +106,33 @@ def run_test(sut: Any, qsl: Any, settings: Any, log_dir: Path, *, drain: Callabl
     log_settings.log_output.copy_summary_to_stdout = False
     log_settings.enable_trace = False  # the trace is large and timestamps every sample; the stages are ours
     failure: list[BaseException] = []
+    # Waited on instead of Thread.join: a join interrupted by KeyboardInterrupt can leave the thread looking
+    # finished while it still runs (CPython's join bookkeeping), and LoadGen's handles would be freed under it.
+    done = threading.Event()
 
     def body() -> None:
         try:
             lg.StartTestWithLogSettings(sut, qsl, settings, log_settings)
         except BaseException as err:  # noqa: BLE001 - re-raised in the main thread
             failure.append(err)
+        finally:
+            done.set()
 
     thread = threading.Thread(target=body, name=f"loadgen-{scenario}", daemon=True)
     start = time.perf_counter()
     thread.start()
     try:
-        while thread.is_alive():
-            thread.join(JOIN_POLL_S)
-    except KeyboardInterrupt:
+        while not done.wait(JOIN_POLL_S):
+            pass
+    except KeyboardInterrupt as err:
         log.warning("interrupted: stopping LoadGen (the system under test completes what is left at once; "
                     "waiting up to %.0f s for LoadGen to write its logs in %s)", drain_timeout_s, log_dir)
         drain("interrupted")
-        thread.join(drain_timeout_s)
+        if not done.wait(drain_timeout_s):
+            # Its SUT and QSL must outlive it: destroying them under a running test crashes the process.
+            log.warning("LoadGen's %s schedule runs on past %.0f s: its logs in %s stop here", scenario,
+                        drain_timeout_s, log_dir)
+            err.loadgen_running = True  # type: ignore[attr-defined]
         raise
     if failure:
         raise failure[0]
