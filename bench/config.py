@@ -142,7 +142,7 @@ class StatsConfig:
 @dataclass
 class WorkloadConfig:
     """What the queries look like besides the plain sweep (conf/workload/; bench/measure/workloads/)."""
-    kind: str = "none"  # none | filtered | streaming
+    kind: str = "none"  # none | filtered | streaming | serve (its settings: Config.serve)
     # filtered: target shares of the corpus that pass the filter; each picks the category nearest to it
     # (in ratio), accepted when within a factor `selectivity_tolerance`, else the bucket says "not reached".
     selectivities: list[float] = field(default_factory=lambda: [0.01, 0.1, 0.5])
@@ -158,6 +158,44 @@ class WorkloadConfig:
     freshness_poll_s: float = 0.02
     # Which point of index.search the streaming client uses (-1: the last, usually the most exact).
     search_point: int = -1
+
+
+@dataclass
+class ServeConfig:
+    """workload=serve (bench/measure/workloads/serve/): the query path under MLPerf LoadGen.
+
+    The LoadGen settings (scenarios, target QPS, latency bound, minimum duration and query count, seed)
+    are passed to LoadGen as they are; MLPerf's own rules need 600 s per run, so shorter runs are
+    labelled "short" in every table."""
+    scenarios: list[str] = field(default_factory=lambda: ["SingleStream", "Offline", "Server"])
+    # The index.search point served: null = the fastest point of this run's sweep (serial p50) whose
+    # recall reaches min_recall; or a dict of search params, e.g. {ef: 64}.
+    search: Optional[dict[str, Any]] = None
+    min_recall: float = 0.95
+    target_qps: Optional[float] = None  # Server without find_peak; null = half the Offline throughput
+    latency_bound_ms: Optional[float] = 100.0  # the Server scenario's p99 bound
+    latency_percentile: float = 0.99
+    min_duration_ms: int = 10000
+    # A Server p99 with no query over the bound needs ~460 queries before LoadGen's early stopping passes.
+    min_query_count: int = 500
+    seed: int = 0  # LoadGen's qsl, sample-index and schedule seeds
+    find_peak: bool = False  # bisect the highest VALID Server QPS below the Offline throughput
+    peak_probes: int = 6
+    peak_tolerance: float = 0.05  # bisection stops when the bracket is this narrow (relative)
+    # Dynamic batching, as Triton does it: a worker takes up to max_batch waiting queries, waiting at most
+    # max_queue_delay_ms after the first for more; one model call and one search call per batch.
+    max_batch: int = 1
+    max_queue_delay_ms: float = 2.0
+    workers: int = 1
+    # Samples LoadGen draws from: null = the held-out queries; more adds corpus images (said so in the output).
+    samples: Optional[int] = None
+    accuracy: bool = True  # LoadGen accuracy mode: served top-K vs the offline search of the same point
+    swap_tolerance: float = 1.0e-5  # result swaps between distances this close count as equal
+    calibrate: bool = True  # null SUT and bare LoadGen loop: what the client itself costs
+    # Its probes bisect down from calibration_qps (a bare loop reached ~20k queries/s VALID on 2 cores).
+    calibration_qps: float = 80000.0
+    calibration_queries: int = 2000
+    warmup_s: float = 1.0  # untimed pipeline passes before the first LoadGen test (also sizes Offline)
 
 
 @dataclass
@@ -185,6 +223,7 @@ class Config:
     stats: StatsConfig = field(default_factory=StatsConfig)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 def register_configs() -> None:

@@ -26,6 +26,8 @@ from bench.measure.search import interleaved_trials, search_topk
 from bench.measure.stages import StageClock
 from bench.measure.statistics import with_intervals
 from bench.measure.workloads import filtered, streaming
+from bench.measure.workloads.context import WorkloadContext
+from bench.measure.workloads.serve import ServeWorkload
 from bench.models.convert import ConvertedModel
 from bench.models.embed import Embeddings, embed_images
 from bench.models.runtime import describe_runtime, validate_runtime
@@ -63,6 +65,8 @@ def validate(cfg: Config) -> None:
     if any(c <= 0 for c in cfg.search.concurrency):
         raise BenchError(f"search.concurrency={list(cfg.search.concurrency)} must hold positive thread counts")
     workloads.validate(cfg.workload, len(cfg.index.search))
+    if cfg.workload.kind == "serve":
+        ServeWorkload.validate(cfg)
     validate_precision(cfg.model)
     validate_runtime(cfg.runtime)
 
@@ -257,6 +261,12 @@ def _load_and_search(cfg: Config, result: RunResult, vectors: _Vectors, exact_id
                                                     list(cfg.index.search), vectors.corpus_ids,
                                                     vectors.corpus_vectors, vectors.labels, vectors.categories,
                                                     vectors.query_vectors, quality_of, cfg.stats.confidence))
+        if cfg.workload.kind == "serve":
+            with clock("serve"):
+                context = WorkloadContext(cfg, store, metadata, model, vectors.query_ids, vectors.query_vectors,
+                                          vectors.corpus_ids, vectors.paths, exact_ids, result.data["search"]["points"],
+                                          result.outdir, publish=lambda section: result.set("serve", section))
+                result.set("serve", ServeWorkload().run(context))
     finally:
         if stream and prepared:
             streaming.drop_scratch(store)

@@ -116,7 +116,33 @@ def run_level_metrics(result: dict) -> list[MetricValue]:
         MetricValue(Metric("index build s", "build", False), _number(load.get("build_s"))),
         MetricValue(Metric("index load s", "build", False), _number(load.get("load_s"))),
         *fidelity_metrics(result),
+        *serving_metrics(result),
     ]
+
+
+def serving_metrics(result: dict) -> list[MetricValue]:
+    """workload=serve's figures (bench.measure.workloads.serve): timings, so compared by ``--against`` alone,
+    never by the exact gate. A test LoadGen judged INVALID still has its figure; the note says so."""
+    serve = result.get("serve") or {}
+    if not serve:
+        return []
+
+    def verdict(level: dict) -> str:
+        return "" if not level or level.get("valid") is not False else f"{level.get('scenario')} run INVALID"
+
+    single, offline, peak = serve.get("single_stream") or {}, serve.get("offline") or {}, serve.get("peak") or {}
+    calibration = serve.get("calibration") or {}
+    values = [
+        MetricValue(Metric("serve SingleStream p90 ms", "latency", False),
+                    _number((single.get("latency_ms") or {}).get("p90")), verdict(single)),
+        MetricValue(Metric("serve Offline QPS", "throughput", True), _number(offline.get("completed_qps")),
+                    verdict(offline)),
+        MetricValue(Metric("serve null-SUT max QPS", "throughput", True), _number(calibration.get("null_sut_qps"))),
+    ]
+    if peak:
+        values.append(MetricValue(Metric("serve max Server QPS at bound", "throughput", True), _number(peak.get("qps")),
+                                  "" if peak.get("reached") else "bound not reached at any probe"))
+    return values
 
 
 def fidelity_metrics(result: dict) -> list[MetricValue]:

@@ -22,7 +22,7 @@ import pandas as pd
 from bench.config import StatsConfig
 from bench.errors import BenchError
 from bench.measure.statistics import all_within_noise
-from bench.report import agreement, distances, layouts, plots, summary, variants, workloads
+from bench.report import agreement, distances, layouts, plots, serving, summary, variants, workloads
 from bench.report.store_comparison import store_comparison_table
 from bench.report.comparison_tables import (RECALL_THRESHOLDS, index_setting, operating_points_table,
                                             provenance_table, quality_table, runs_table, versions_table)
@@ -53,6 +53,7 @@ def build_report(paths: list[Path], outdir: Path) -> dict[str, Path]:
             doc.add(Heading(f"Group {number}: {title}", 2))
         doc.add(*_group_sections(group, prefix, level))
     doc.add(*workloads.section([r.labelled() for r in runset.ok]))
+    doc.add(*serving.section([r.labelled() for r in runset.ok]))
     doc.add(*_provenance(runset, names))
     found = summary.add_summary(doc, runset)  # at the top, read off the tables below it
     paths = write_document(doc, Path(outdir))

@@ -21,6 +21,7 @@ from bench.report.comparison_tables import RECALL_THRESHOLDS
 from bench.report.document import (MISSING, Block, Bullets, Document, Heading, Layout, Table, format_cell,
                                    format_number, heading_anchors)
 from bench.report.runset import Group, RunSet
+from bench.report.serving import summary_line as serving_summary_line
 from bench.report.significance import qps_interval, quality_interval
 from bench.stores.registry import known_capabilities
 
@@ -316,7 +317,16 @@ def _group_summary(group: Group, tables: dict[str, pd.DataFrame]) -> Summary:
 
 def summarize(doc: Document, runset: RunSet) -> Summary:
     """The summary of ``runset`` read from ``doc``'s tables (build.py names a group's tables with
-    the prefix ``group<N>_`` when runs fall into several groups)."""
+    the prefix ``group<N>_`` when runs fall into several groups); with workload=serve runs, the pipeline
+    with the highest QPS at the latency bound, read off the Serving table."""
+    summary = _summarize_groups(doc, runset)
+    if line := serving_summary_line(next((b.df for b in doc.blocks if isinstance(b, Table) and b.name == "serving"),
+                                         None)):
+        summary.lines.append(Line(line, "serving"))
+    return summary
+
+
+def _summarize_groups(doc: Document, runset: RunSet) -> Summary:
     tables = {b.name: b.df for b in doc.blocks if isinstance(b, Table)}
     warnings = []
     if "failed_runs" in tables:
