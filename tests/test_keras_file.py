@@ -19,7 +19,8 @@ TRAINED = FIXTURES / "fashion_cnn_s0.keras"
 
 
 def file_cfg(path: Path | None, **overrides) -> ModelConfig:
-    values = dict(name="cnn", source="keras_file", path=None if path is None else str(path), output_layer="embedding", weights="file", seed=0,
+    values = dict(name="cnn", source="keras_file", path=None if path is None else str(path),
+                  output_layer="embedding", weights="file", seed=0,
                   input_size=28, preprocessing="tf", pooling="avg", embedding_dim=32, batch_size=8, opset=17)
     return ModelConfig(**{**values, **overrides})
 

@@ -1,4 +1,4 @@
-"""`python -m bench.fetch fashion-mnist`: Fashion-MNIST's four IDX files into the folder ``dataset=fashion_mnist`` reads.
+"""`python -m bench.fetch fashion-mnist`: the four Fashion-MNIST IDX files where ``dataset=fashion_mnist`` reads them.
 
     python -m bench.fetch fashion-mnist [--root data/fashion-mnist] [--mirror URL] [--retries N]
     python -m bench.fetch fashion-mnist --from /usr/share/datasets/fashion-mnist [--root data/fashion-mnist]
