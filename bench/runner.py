@@ -135,7 +135,8 @@ def _convert_and_embed(cfg: Config, result: RunResult, clock: StageClock, worklo
     skipped = [asdict(s) for s in dataset.skipped] + [asdict(s) for s in emb.skipped]
     result.set("dataset", {"name": dataset.name, "num_images": len(dataset.images) + len(dataset.skipped),
                            "num_corpus": len(corpus), "num_queries": len(queries), "skipped": skipped,
-                           "num_skipped": len(skipped), "query_image_ids": queries.ids})
+                           "num_skipped": len(skipped), "query_image_ids": queries.ids,
+                           **({"files_sha256": dataset.files} if dataset.files else {})})
     return Embedded(model=model, dataset=dataset.name, corpus=corpus, queries=queries,
                     categories=dict(dataset.categories), embeddings=emb, reference=reference,
                     reference_embeddings=reference_emb)
