@@ -110,9 +110,11 @@ def test_sigint_mid_sweep_names_what_a_rerun_reuses_without_a_traceback(workspac
     rc = signal_in_stage(proc, run_dir, "search", signal.SIGINT)
     output = (tmp_path / "log").read_text()
     assert rc == 130, output[-3000:]
-    assert json.loads((run_dir / "results.json").read_text())["interrupted"] == {"stage": "search", "signal": "SIGINT"}
-    assert ("interrupted (SIGINT) during search: " in output and "a rerun reuses the generated sample images, the "
-            "converted ONNX model, the cached embeddings and the filled milvus_lite collection" in output), output[-3000:]
+    interrupted = json.loads((run_dir / "results.json").read_text())["interrupted"]
+    assert interrupted == {"stage": "search", "signal": "SIGINT"}
+    reuses = ("a rerun reuses the generated sample images, the converted ONNX model, the cached embeddings and the "
+              "filled milvus_lite collection (the index is built again)")
+    assert "interrupted (SIGINT) during search: " in output and reuses in output, output[-3000:]
     assert "resumes the embedding" not in output
     assert "Traceback" not in output, output[-3000:]
 

@@ -40,7 +40,8 @@ def test_a_good_config_passes_and_every_group_has_its_check():
     ("search", {"repeats": 0}, "search.repeats=0 must be a positive integer"),
     ("search", {"concurrency": [1, 0]}, "search.concurrency=[1, 0] must hold positive thread counts"),
     ("stats", {"confidence": 1.5}, "stats.confidence=1.5 must lie between 0 and 1"),
-    ("workload", {"kind": "stream"}, "workload.kind='stream' is unknown: choose one of none, filtered, streaming, serve"),
+    ("workload", {"kind": "stream"},
+     "workload.kind='stream' is unknown: choose one of none, filtered, streaming, serve"),
     ("workload", {"kind": "streaming", "search_point": 3}, "workload.search_point=3 is not a point of index.search"),
 ])
 def test_each_group_refuses_its_bad_values_in_one_line(group, change, message):

@@ -1,7 +1,8 @@
 """The one clock of a run: wall time from ``time.perf_counter``, per call, per phase and per stage.
 
-- :class:`Stopwatch` and :func:`timed`: seconds since a start, and the seconds one call took. Every timing
-  in bench (search latency, insert and build seconds, embedding batches, the streaming phases) reads them.
+- :func:`now`, :class:`Stopwatch` and :func:`timed`: a reading, seconds since a start, and the seconds one call
+  took. The run's timings (search latency, insert and build seconds, embedding batches and decoding, the
+  streaming phases, the serving pipeline's stages) read them.
 - :class:`StageClock`: each stage's seconds go into results.json (section ``stages``) as soon as it ends,
   with the peak resident memory so far, so a 100k-vector run shows which stage dominates, and a run that
   fails shows how far it got.
@@ -20,19 +21,24 @@ from bench.results import RunResult
 T = TypeVar("T")
 
 
+def now() -> float:
+    """The clock's reading in seconds (an arbitrary origin): for timestamps compared with each other."""
+    return time.perf_counter()
+
+
 class Stopwatch:
     """Seconds since it was started (or last restarted)."""
 
     def __init__(self) -> None:
-        self.started = time.perf_counter()
+        self.started = now()
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.started
+        return now() - self.started
 
     def lap(self) -> float:
         """The seconds since the last start or lap, and a new start."""
-        now = time.perf_counter()
-        seconds, self.started = now - self.started, now
+        reading = now()
+        seconds, self.started = reading - self.started, reading
         return seconds
 
 

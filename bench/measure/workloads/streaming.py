@@ -1,10 +1,11 @@
 """Streaming search (read while write): search latency, insert rate and freshness while rows arrive.
 
 Like VectorDBBench 1.0's streaming cases: half of the corpus is inserted and indexed first (by the
-runner, every other row: both halves keep the corpus's mix of categories), then the other half is inserted at a fixed rate (``workload.insert_rows_per_s``) while a
-client searches at a fixed rate (``workload.search_qps``). VectorDBBench runs search tests at
-stages of the insert (50 %, 60 %, ...); here one client searches throughout, and its latencies are
-summarised per phase (before, during, after the inserts) and kept as a time series for the plot.
+runner, every other row: both halves keep the corpus's mix of categories), then the other half is
+inserted at a fixed rate (``workload.insert_rows_per_s``) while a client searches at a fixed rate
+(``workload.search_qps``). VectorDBBench runs search tests at stages of the insert (50 %, 60 %, ...);
+here one client searches throughout, and its latencies are summarised per phase (before, during,
+after the inserts) and kept as a time series for the plot.
 
 Measured:
 - search latency p50/p99 and the search rate reached, per phase;
@@ -107,7 +108,8 @@ def _freshness_poller(clock: _Clock, store: VectorStore, probes: list[_Probe], l
     """Polls every pending probe with one batched search per round until it shows up or times out."""
     while not clock.stop.is_set():
         with lock:
-            pending = [p for p in probes if p.seen_at is None and clock.now() - p.inserted_at <= cfg.freshness_timeout_s]
+            pending = [p for p in probes
+                       if p.seen_at is None and clock.now() - p.inserted_at <= cfg.freshness_timeout_s]
             done = clock.insert_end is not None and not pending
         if done:
             break
@@ -148,8 +150,9 @@ def _insert(clock: _Clock, store: VectorStore, metadata: MetadataStore, cfg: Wor
 
 
 def _put(store: VectorStore, metadata: MetadataStore, rows: Corpus) -> None:
-    metadata.put(rows.ids, rows.row_paths())  # the path first: a found row always resolves
-    store.insert(rows.ids, rows.vectors, rows.row_paths(), rows.row_labels())
+    paths = rows.row_paths()
+    metadata.put(rows.ids, paths)  # the path first: a found row always resolves
+    store.insert(rows.ids, rows.vectors, paths, rows.row_labels())
 
 
 def measure(store: VectorStore, metadata: MetadataStore, cfg: WorkloadConfig, search: SearchConfig,
@@ -205,7 +208,8 @@ def _summary(cfg: WorkloadConfig, label: str, clock: _Clock, samples: list[tuple
              probes: list[_Probe], inserted: int, asked_rows: int, initial_rows: int, end: float,
              recall_end: float, caught_up: int) -> dict[str, Any]:
     insert_s = (clock.insert_end or 0.0) - (clock.insert_start or 0.0)
-    bounds = {"before": (0.0, clock.insert_start or end), "during": (clock.insert_start or end, clock.insert_end or end),
+    bounds = {"before": (0.0, clock.insert_start or end),
+              "during": (clock.insert_start or end, clock.insert_end or end),
               "after": (clock.insert_end or end, end)}
     windows = []
     for phase in PHASES:

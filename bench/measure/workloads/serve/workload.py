@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from bench.config import Config, ServeConfig
 from bench.errors import BenchError
+from bench.measure.clock import Stopwatch
 from bench.measure.search import search_topk
 from bench.measure.workloads.base import AFTER_SWEEP, Workload
 from bench.measure.workloads.serve import accuracy, harness, settings
@@ -122,11 +122,11 @@ class ServeWorkload(Workload):
         """Untimed passes over the samples in batches of max_batch: sessions, caches and connections warm up,
         and the rate sizes LoadGen's Offline query."""
         paths, n, done = self.samples.paths, max(1, serve.max_batch), 0
-        start = time.perf_counter()
-        while done == 0 or time.perf_counter() - start < serve.warmup_s:
+        watch = Stopwatch()
+        while done == 0 or watch.elapsed() < serve.warmup_s:
             self.pipeline([paths[(done + i) % len(paths)] for i in range(n)])
             done += n
-        seconds = time.perf_counter() - start
+        seconds = watch.elapsed()
         return {"queries": done, "seconds": seconds, "qps": done / seconds, "batch": n}
 
     # -- run ---------------------------------------------------------------------------------------
