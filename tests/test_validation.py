@@ -24,7 +24,8 @@ def good() -> Config:
 
 def test_a_good_config_passes_and_every_group_has_its_check():
     validate(good())
-    assert set(GROUPS) == {"model", "dataset", "index", "store", "search", "stats", "workload", "runtime"}
+    assert set(GROUPS) == {"model", "dataset", "index", "store", "metadata", "search", "stats", "workload",
+                           "runtime"}
 
 
 @pytest.mark.parametrize("group, change, message", [
@@ -37,6 +38,7 @@ def test_a_good_config_passes_and_every_group_has_its_check():
     ("dataset", {"limit": 0}, "dataset.limit=0 must be a positive integer (or null for all images)"),
     ("index", {"type": "IVF_FLAT", "build": {"nlist": 0}}, "nlist=0 must be a positive integer"),
     ("store", {"insert_batch_size": 0}, "store.insert_batch_size=0 must be a positive integer"),
+    ("metadata", {"kind": "sqlite"}, "unknown metadata.kind 'sqlite': choose milvus or redis (conf/metadata/)"),
     ("search", {"repeats": 0}, "search.repeats=0 must be a positive integer"),
     ("search", {"concurrency": [1, 0]}, "search.concurrency=[1, 0] must hold positive thread counts"),
     ("stats", {"confidence": 1.5}, "stats.confidence=1.5 must lie between 0 and 1"),

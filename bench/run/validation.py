@@ -17,6 +17,7 @@ from bench.models.loader import resolve_workers
 from bench.models.runtime import validate_runtime
 from bench.models.variants import validate_precision
 from bench.stores.indexes import validate_index
+from bench.stores.metadata import check_kind as check_metadata_kind
 from bench.stores.registry import store_class
 
 
@@ -51,6 +52,11 @@ def check_store(cfg: Config) -> None:
     _positive("store.insert_batch_size", cfg.store.insert_batch_size)
 
 
+def check_metadata(cfg: Config) -> None:
+    check_metadata_kind(cfg.metadata.kind)
+    _positive("metadata.connect_timeout_s", cfg.metadata.connect_timeout_s, "a positive number of seconds")
+
+
 def check_search(cfg: Config) -> None:
     search = cfg.search
     _positive("search.query_batch_size", search.query_batch_size)
@@ -81,7 +87,7 @@ def check_runtime(cfg: Config) -> None:
 
 GROUPS: dict[str, Callable[[Config], None]] = {
     "model": check_model, "dataset": check_dataset, "index": check_index, "store": check_store,
-    "search": check_search, "stats": check_stats, "workload": check_workload, "runtime": check_runtime,
+    "metadata": check_metadata, "search": check_search, "stats": check_stats, "workload": check_workload, "runtime": check_runtime,
 }
 
 
