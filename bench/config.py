@@ -2,7 +2,7 @@
 
 Hydra merges the YAML onto these dataclasses, so a typo in a key or a wrong type
 is reported before any work starts. Value checks that types cannot express
-(positive sizes, known index types) live in :func:`validate`.
+(positive sizes, known index types) live in :mod:`bench.run.validation`, one per group.
 """
 from __future__ import annotations
 

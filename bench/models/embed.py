@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import re
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from tqdm import tqdm
 from bench.config import ModelConfig, RuntimeConfig
 from bench.data.dataset import ImageRecord, Skip
 from bench.errors import BenchError
-from bench.measure.stages import current_rss_mib, peak_rss_mib
+from bench.measure.clock import Stopwatch, current_rss_mib, peak_rss_mib, timed
 from bench.measure.statistics import embedding_spread
 from bench.measure.timing import summarize_latencies
 from bench.models.convert import ConvertedModel
@@ -66,9 +65,6 @@ def embed_images(model: ConvertedModel, images: Sequence[ImageRecord], cfg: Mode
     preprocess = get_preprocessor(model.preprocessing)
     hook = load_preprocess_hook(cfg.preprocess_hook)
     workers = resolve_workers(cfg.decode_workers)
-    if cfg.shard_images <= 0 or cfg.shard_seconds <= 0:
-        raise BenchError(f"model.shard_images={cfg.shard_images} and model.shard_seconds={cfg.shard_seconds} "
-                         f"must be positive")
     key = embedding_cache_key(model, images, cfg.preprocess_hook, cfg.jpeg_draft, cache_tag(runtime))
     store = ShardStore(_cache_folder(model.name, key, Path(cache_dir)), key, model.embedding_dim)
     stored = store.read()
@@ -138,9 +134,7 @@ def _embed(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfi
     batch_size = max(1, int(cfg.batch_size))
 
     # One untimed run first: onnxruntime allocates and plans on the first call of a shape.
-    t0 = time.perf_counter()
-    infer(session, model, np.zeros((batch_size, size, size, 3), dtype=np.float32))
-    warmup_s = time.perf_counter() - t0
+    warmup_s, _ = timed(infer, session, model, np.zeros((batch_size, size, size, 3), dtype=np.float32))
 
     rss_before_mb = current_rss_mib()
     done = stored.done_ids
@@ -151,22 +145,18 @@ def _embed(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfi
     run = _RunClock()
     latency_inputs: list[np.ndarray] = []  # preprocessed single images for the batch-1 latency run
     per_batch: list[dict[str, float]] = []  # for the spread of images/s across batches
-    batch_start = time.perf_counter()
+    batch_watch = Stopwatch()
     with loader, tqdm(total=len(images), initial=len(images) - len(todo), unit="img", desc=f"embed {model.name}",
                       disable=None) as bar:
         try:
             for batch in loader:
                 vectors, zero_norms = np.empty((0, model.embedding_dim), dtype=np.float32), 0
                 if len(batch.image_ids):
-                    t1 = time.perf_counter()
-                    output = infer(session, model, batch.pixels)
-                    inference_s = time.perf_counter() - t1
+                    inference_s, output = timed(infer, session, model, batch.pixels)
                     run.inference_s += inference_s
                     vectors, zero_norms = l2_normalise(output)
-                    now = time.perf_counter()
-                    per_batch.append({"images": len(batch.image_ids), "wall_s": now - batch_start,
+                    per_batch.append({"images": len(batch.image_ids), "wall_s": batch_watch.lap(),
                                       "inference_s": inference_s})
-                    batch_start = now
                 writer.add(batch.image_ids, vectors, batch.skipped, zero_norms)
                 for row in batch.pixels[: LATENCY_SAMPLES - len(latency_inputs)]:
                     latency_inputs.append(row[np.newaxis].copy())
@@ -233,11 +223,11 @@ class _RunClock:
     def __init__(self) -> None:
         self.run_id = uuid.uuid4().hex[:12]
         self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        self._t0 = time.perf_counter()
+        self._watch = Stopwatch()
         self.inference_s = 0.0
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self._t0
+        return self._watch.elapsed()
 
     def progress(self, writer: ShardWriter, times: LoaderTimes) -> dict[str, Any]:
         return {"run_id": self.run_id, "started_at": self.started_at, "embedded": writer.embedded,
@@ -270,12 +260,7 @@ def _batch1_latencies(session: ort.InferenceSession, model: ConvertedModel,
         return []
     for _ in range(LATENCY_WARMUP):
         infer(session, model, inputs[0])
-    latencies = []
-    for single in inputs:
-        t0 = time.perf_counter()
-        infer(session, model, single)
-        latencies.append(time.perf_counter() - t0)
-    return latencies
+    return [timed(infer, session, model, single)[0] for single in inputs]
 
 
 # ---------------------------------------------------------------------------------------------
