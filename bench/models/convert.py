@@ -29,6 +29,7 @@ import onnxruntime as ort
 
 from bench.config import ModelConfig
 from bench.errors import BenchError
+from bench.io import atomic_write_text, replacing
 from bench.models.preprocess import get_preprocessor
 
 log = logging.getLogger(__name__)
@@ -277,12 +278,6 @@ def _load_cached(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan) -> Conve
     return model
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _check_embedding_dim(cfg: ModelConfig, actual: int) -> None:
     if cfg.embedding_dim != actual:
         raise BenchError(f"model.embedding_dim={cfg.embedding_dim} but model {cfg.name!r} outputs {actual}-d "
@@ -379,9 +374,8 @@ def _convert_built_model(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan, 
     tf, keras, tf2onnx = _import_tensorflow()
     build_s = time.perf_counter() - started
     onnx_path, sidecar_path = _cache_paths(cfg, cache_dir, plan)
-    tmp_path = onnx_path.with_name(f".{onnx_path.stem}.{os.getpid()}.tmp.onnx")
     size = cfg.input_size
-    try:
+    with replacing(onnx_path, suffix=".onnx") as tmp_path:  # tf2onnx wants the suffix
         t0 = time.perf_counter()
         spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name="input"),)
         tf2onnx.convert.from_keras(model, input_signature=spec, opset=cfg.opset, output_path=str(tmp_path))
@@ -407,9 +401,6 @@ def _convert_built_model(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan, 
 
         onnx_sha256 = sha256_file(tmp_path)
         onnx_bytes = tmp_path.stat().st_size
-        os.replace(tmp_path, onnx_path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
     conversion = {
         # seconds: build + convert + parity; the one-off TensorFlow import is reported apart.
@@ -430,7 +421,7 @@ def _convert_built_model(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan, 
         "input_name": input_name, "output_name": output_name, "embedding_dim": embedding_dim,
         "weights": weights, "conversion": conversion,
     }
-    _write_atomically(sidecar_path, json.dumps(sidecar, indent=2))
+    atomic_write_text(sidecar_path, json.dumps(sidecar, indent=2))
     log.info("converted %s in %.1f s -> %s (%.1f MB, parity max_rel_diff %.1e, min_cosine %.7f)",
              cfg.name, conversion["seconds"], onnx_path, onnx_bytes / 1e6, parity["max_rel_diff"],
              parity["min_cosine"])

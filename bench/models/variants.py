@@ -43,6 +43,7 @@ from bench.config import ModelConfig, QuantConfig
 from bench.data.dataset import ImageRecord
 from bench.data.images import ImageError, load_rgb
 from bench.errors import BenchError
+from bench.io import atomic_write_text, temporary_path
 from bench.models.convert import PARITY_BATCH, PARITY_SEED, ConvertedModel, ensure_onnx, parity_metrics, sha256_file
 from bench.models.preprocess import get_preprocessor
 
@@ -164,7 +165,7 @@ def ensure_variant(parent: ConvertedModel, cfg: ModelConfig, calibration: Sequen
 def _make_variant(parent: ConvertedModel, cfg: ModelConfig, settings: dict, calibration: Sequence[ImageRecord],
                   calibration_files: list[dict], key: str, onnx_path: Path, sidecar_path: Path) -> ConvertedModel:
     step = _Steps(parent.name, cfg.precision)
-    work = onnx_path.with_name(f".{onnx_path.stem}.{os.getpid()}.tmp")
+    work = temporary_path(onnx_path)  # a scratch folder beside the target, renamed from on success
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:
@@ -188,9 +189,7 @@ def _make_variant(parent: ConvertedModel, cfg: ModelConfig, settings: dict, cali
     }
     sidecar = {"schema_version": SIDECAR_SCHEMA_VERSION, "onnx_file": onnx_path.name, "onnx_sha256": onnx_sha256,
                "variant": variant}
-    tmp = sidecar_path.with_name(f".{sidecar_path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(sidecar, indent=2))
-    os.replace(tmp, sidecar_path)
+    atomic_write_text(sidecar_path, json.dumps(sidecar, indent=2))
     log.info("made the %s variant of %s in %.1f s -> %s (%.1f MB, %.2fx the FP32 size; parity vs FP32: "
              "max_rel_diff %.1e, min_cosine %.5f)", cfg.precision, parent.name, variant["seconds"], onnx_path,
              onnx_bytes / 1e6, variant["size_ratio"], parity["max_rel_diff"], parity["min_cosine"])
