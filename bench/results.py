@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from bench.io import atomic_write, atomic_write_text
 from bench.schema import SCHEMA_VERSION, SECTIONS, Results, describe_errors, upgrade
 
-__all__ = ["SCHEMA_VERSION", "RESULTS_FILE", "TOPK_FILE", "RunResult", "Results", "load_results", "read_results",
-           "find_runs"]
+__all__ = ["SCHEMA_VERSION", "RESULTS_FILE", "TOPK_FILE", "RunResult", "Results", "as_results", "load_results",
+           "read_results", "find_runs"]
 
 RESULTS_FILE = "results.json"
 TOPK_FILE = "topk.npz"
@@ -103,15 +103,6 @@ class RunResult:
         atomic_write(self.outdir / TOPK_FILE, lambda f: np.savez_compressed(f, **arrays))
 
 
-def dig(data: Any, *path: str) -> Any:
-    """``data[path[0]][path[1]]...``, or None where a level is missing (older or failed runs lack sections)."""
-    for key in path:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
-
-
 def _read(path: Path) -> tuple[dict, Results]:
     if path.is_dir():
         path = path / RESULTS_FILE
@@ -144,3 +135,14 @@ def find_runs(paths: list[Path]) -> list[Path]:
         elif path.is_dir():
             runs.update(p.parent for p in path.rglob(RESULTS_FILE))
     return sorted(runs)
+
+
+def as_results(data: Results | dict) -> Results:
+    """Typed results from either form: a :class:`Results` as it is, a results.json document (of any version
+    this code reads) upgraded and validated. For readers that are handed data rather than a path."""
+    if isinstance(data, Results):
+        return data
+    try:
+        return Results.model_validate(upgrade(data))
+    except ValidationError as err:
+        raise ValueError(f"results do not match bench.schema: {describe_errors(err)}") from None

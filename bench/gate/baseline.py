@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from bench.errors import BenchError
-from bench.gate.compare import Comparison, compare_pairs, load_side
+from bench.gate.comparison import compare_pairs, load_side
+from bench.gate.table import Comparison
 from bench.gate.config import GateConfig, load_gate_config
 from bench.gate.revisions import REPO, bench_overrides, run_bench
 from bench.results import RESULTS_FILE
@@ -68,8 +69,7 @@ def check_gate(cfg: GateConfig, runs: Sequence[Path], baseline: Path) -> Compari
 def write_baseline(runs: Sequence[Path], baseline: Path) -> list[Path]:
     """Replace the baseline's runs with these runs' results.json files (nothing else is kept)."""
     results = load_side(runs)
-    failed = [f"{r['model']['name'] if r.get('model') else '?'}: {r.get('error')}" for r in results
-              if r.get("status") != "ok"]
+    failed = [f"{r.model_name}: {r.error}" for r in results if r.status != "ok"]
     if failed:
         raise BenchError(f"not writing a baseline from failed runs ({'; '.join(failed)})")
     baseline.mkdir(parents=True, exist_ok=True)

@@ -27,8 +27,9 @@ class Section(BaseModel):
     @model_validator(mode="after")
     def _intervals_are_pairs(self) -> "Section":
         for key, value in (self.model_extra or {}).items():
-            if INTERVAL_KEY.match(key) and value is not None and not _is_pair(value):
-                raise ValueError(f"{key} must be a [low, high] pair or null, not {value!r}")
+            if INTERVAL_KEY.match(key) and value is not None and not _is_pair(value, missing_ok=True):
+                raise ValueError(f"{key} must be a [low, high] pair (an end may be null: not measured) or null, "
+                                 f"not {value!r}")
         return self
 
     def extra(self, key: str, default: Any = None) -> Any:
@@ -36,7 +37,8 @@ class Section(BaseModel):
         return (self.model_extra or {}).get(key, default)
 
     def interval(self, name: str) -> Interval:
-        """The interval written beside figure ``name`` (``<name>_ci95``, or at another confidence), if any."""
+        """The interval written beside figure ``name`` (``<name>_ci95``, or at another confidence), if both its
+        ends were measured."""
         for key, value in {**self.__dict__, **(self.model_extra or {})}.items():
             match = INTERVAL_KEY.match(key)
             if match and match["name"] == name and value is not None and _is_pair(value):
@@ -44,9 +46,10 @@ class Section(BaseModel):
         return None
 
 
-def _is_pair(value: Any) -> bool:
+def _is_pair(value: Any, missing_ok: bool = False) -> bool:
     return (isinstance(value, (list, tuple)) and len(value) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+            and all((isinstance(v, (int, float)) and not isinstance(v, bool)) or (missing_ok and v is None)
+                    for v in value))
 
 
 def describe_errors(err: ValidationError, limit: int = 3) -> str:

@@ -131,8 +131,16 @@ class Calibration(Section):
     client_limited: Optional[bool] = None
 
 
+class ServedPoint(Section):
+    """The search point the pipeline serves, and how it was chosen."""
+    label: Optional[str] = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    chosen_by: Optional[str] = None
+    sweep_recall_at_k: Optional[float] = None
+
+
 class ServeSection(Section):
-    search_point: dict[str, Any] = Field(default_factory=dict, description="label, params, chosen_by")
+    search_point: ServedPoint = Field(default_factory=ServedPoint)
     batching: Optional[str] = None
     latency_bound_ms: Optional[float] = None
     latency_percentile: Optional[float] = None
