@@ -1,12 +1,22 @@
-"""Writing files so that a reader never sees half of one: write a hidden temporary file beside the target,
-then rename it into place (``os.replace`` is atomic on one file system). A run killed mid-write leaves the
-old file or none, never a torn one; the temporary name (``.<name>.<pid>.tmp``) matches no cache pattern."""
+"""Files on disk: the one name sanitiser for names made from user input, and writes that a reader never
+sees half of.
+
+A write goes to a hidden temporary file beside the target, which is then renamed into place (``os.replace``
+is atomic on one file system): a run killed mid-write leaves the old file or none, never a torn one, and the
+temporary name (``.<name>.<pid>.tmp``) matches no cache pattern."""
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
+
+
+def safe_name(text: str, keep: str = "_.-") -> str:
+    """``text`` (a model name, an architecture, a CPU model) fit for a file or folder name: each run of
+    characters other than letters, digits and ``keep`` becomes one "_"."""
+    return re.sub(f"[^A-Za-z0-9{re.escape(keep)}]+", "_", text)
 
 
 def temporary_path(path: Path, suffix: str = "") -> Path:

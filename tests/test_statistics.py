@@ -14,7 +14,7 @@ from bench.gate.config import GateConfig
 from bench.measure.search import PointResults, interleaved_trials, latency_target
 from bench.measure.statistics import (APPROX, all_within_noise, bootstrap_ci, ci_key, dominates,
                                       embedding_spread, min_samples_for_percentile, pareto_frontier_with_noise,
-                                      percentile_interval, relative_noise, significantly_different, trial_spread,
+                                      percentile_interval, significantly_different, trial_spread,
                                       with_intervals)
 from bench.measure.timing import summarize_latencies
 from bench.report.cross_run_tables import operating_points_table
@@ -22,7 +22,7 @@ from bench.report.significance import marks_vs_best, percentile_cell
 from bench.stores.base import CollectionSpec, SearchHits
 from bench.stores.faiss_store import FaissConfig, FaissStore
 from bench.results import as_results
-from bench.schema.sections import Latency
+from bench.schema.sections import Latency, TrialSpread
 from tests.helpers import results_doc
 
 
@@ -89,7 +89,9 @@ def test_a_point_is_dominated_only_when_significantly_worse():
 def test_trial_spread_and_noise():
     assert trial_spread([3.0, 1.0, 2.0, None, float("nan")]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3}
     assert trial_spread([None]) is None
-    assert relative_noise({"min": 100.0, "max": 125.0}) == pytest.approx(0.25)
+    # As results.json holds it, read through bench.schema: max/min - 1.
+    assert TrialSpread.model_validate({"min": 100.0, "max": 125.0}).relative_noise == pytest.approx(0.25)
+    assert TrialSpread.model_validate({"min": None, "max": 125.0}).relative_noise is None
 
 
 def test_embedding_spread_from_per_batch_times():

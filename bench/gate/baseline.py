@@ -31,6 +31,7 @@ from bench.gate.comparison import compare_pairs, load_side
 from bench.gate.table import Comparison
 from bench.gate.config import GateConfig, load_gate_config
 from bench.gate.revisions import REPO, bench_overrides, run_bench
+from bench.io import safe_name
 from bench.results import RESULTS_FILE
 
 # Variant runs' folders name the precision too ("mobilenet_v2-int8_FLAT"): baseline folders are run names.
@@ -97,7 +98,7 @@ def machine_key() -> str:
     # The CPU class too: one model name ("AMD EPYC") covers machines with and without AVX-512.
     text = (f"{hw['cpu']}-{hw['cpu_class']}-{hw['cores']}c-{platform.system()}-"
             f"py{'.'.join(platform.python_version_tuple()[:2])}")
-    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
+    return safe_name(text, keep=".").strip("_")
 
 
 def _relative(path: Path) -> str:

@@ -1,8 +1,8 @@
 """Keras application -> ONNX file, converted once and cached, with a Keras-vs-onnxruntime parity check.
 
 The only conversion path that works for VGG16, ResNet50, MobileNetV2 and EfficientNet alike is
-``tf2onnx.convert.from_keras`` with an explicit NHWC float32 input signature (see
-shared/env-facts.md); ``Model.export(format="onnx")`` silently adds inputs to EfficientNet.
+``tf2onnx.convert.from_keras`` with an explicit NHWC float32 input signature;
+``Model.export(format="onnx")`` silently adds inputs to EfficientNet (measured with Keras 3.15 and tf2onnx 1.17).
 
 TensorFlow is imported lazily, inside the conversion only: a run whose ONNX file is already cached
 never imports it (saves seconds of start-up and gigabytes of memory).
@@ -29,7 +29,7 @@ import onnxruntime as ort
 
 from bench.config import ModelConfig
 from bench.errors import BenchError
-from bench.io import atomic_write_text, replacing
+from bench.io import atomic_write_text, replacing, safe_name
 from bench.models.preprocess import get_preprocessor
 
 log = logging.getLogger(__name__)
@@ -238,12 +238,8 @@ def _warn_random_fallback(cfg: ModelConfig, reason: str) -> None:
 # Cache
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
-
-
 def _cache_paths(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan) -> tuple[Path, Path]:
-    stem = (f"{_safe(cfg.name)}-{_safe(cfg.architecture)}-{plan.tag}-{cfg.input_size}px-"
+    stem = (f"{safe_name(cfg.name)}-{safe_name(cfg.architecture)}-{plan.tag}-{cfg.input_size}px-"
             f"{cfg.pooling}-opset{cfg.opset}")
     return cache_dir / f"{stem}.onnx", cache_dir / f"{stem}.json"
 

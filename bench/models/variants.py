@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from dataclasses import replace
@@ -43,7 +42,7 @@ from bench.config import ModelConfig, QuantConfig
 from bench.data.dataset import ImageRecord
 from bench.data.images import ImageError, load_rgb
 from bench.errors import BenchError
-from bench.io import atomic_write_text, temporary_path
+from bench.io import atomic_write_text, safe_name, temporary_path
 from bench.models.convert import PARITY_BATCH, PARITY_SEED, ConvertedModel, ensure_onnx, parity_metrics, sha256_file
 from bench.models.preprocess import get_preprocessor
 
@@ -148,7 +147,7 @@ def ensure_variant(parent: ConvertedModel, cfg: ModelConfig, calibration: Sequen
     settings = variant_settings(cfg)
     calibration_files = [_file_identity(record) for record in calibration]
     key = _cache_key(parent, settings, calibration_files)
-    stem = f"{parent.onnx_path.stem}-{_safe(cfg.precision)}-{key[:12]}"
+    stem = f"{parent.onnx_path.stem}-{safe_name(cfg.precision)}-{key[:12]}"
     onnx_path, sidecar_path = cache_dir / f"{stem}.onnx", cache_dir / f"{stem}.json"
     cached = _load_cached(parent, onnx_path, sidecar_path, key)
     if cached is not None:
@@ -312,10 +311,6 @@ class _Steps:
 
 # ---------------------------------------------------------------------------------------------
 # Cache
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
 def _file_identity(record: ImageRecord) -> dict:
