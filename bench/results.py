@@ -67,7 +67,8 @@ class RunResult:
         self.data: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "status": "running", "error": None,
                                      "config": _validated("config", config),
                                      "provenance": _validated("provenance", provenance)}
-        self.stage = "setup"  # the stage running now (bench.measure.stages.StageClock sets it), named if the run is interrupted
+        # The stage running now (bench.measure.stages.StageClock sets it), named if the run is interrupted.
+        self.stage = "setup"
         self.save()
 
     def set(self, section: str, value: Any) -> None:
@@ -103,7 +104,8 @@ class RunResult:
         atomic_write(self.outdir / TOPK_FILE, lambda f: np.savez_compressed(f, **arrays))
 
 
-def _read(path: Path) -> tuple[dict, Results]:
+def _read(path: Path | str) -> tuple[dict, Results]:
+    path = Path(path)
     if path.is_dir():
         path = path / RESULTS_FILE
     try:
@@ -115,13 +117,13 @@ def _read(path: Path) -> tuple[dict, Results]:
         raise ValueError(f"{path}: {err}") from None
 
 
-def load_results(path: Path) -> dict:
+def load_results(path: Path | str) -> dict:
     """A results.json (or the one inside a run directory) as plain JSON data of the current schema version:
     older files upgraded, every section validated. The report and the gate read :func:`read_results`."""
     return _read(path)[0]
 
 
-def read_results(path: Path) -> Results:
+def read_results(path: Path | str) -> Results:
     """A results.json (or the one inside a run directory) as the typed :class:`bench.schema.Results`."""
     return _read(path)[1]
 

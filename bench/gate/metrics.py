@@ -74,12 +74,12 @@ def run_level_metrics(result: Results) -> list[MetricValue]:
         return None if stale or embedding is None else _number(value)
 
     exact = result.exact
-    parity = (model.conversion.parity or {}) if model else {}
+    parity = model.conversion.parity if model else None
     return [
         MetricValue(Metric(f"exact precision@{k}", "quality", True, "exact precision"),
                     _number(exact.precision_at_k if exact else None)),
         MetricValue(Metric(f"exact mAP@{k}", "quality", True, "exact mAP"), _number(exact.map_at_k if exact else None)),
-        MetricValue(Metric("parity max rel diff", "parity", False), _number(parity.get("max_rel_diff"))),
+        MetricValue(Metric("parity max rel diff", "parity", False), _number(parity and parity.max_rel_diff)),
         MetricValue(Metric("embed img/s end-to-end", "throughput", True),
                     emb(embedding and embedding.images_per_s_end_to_end), stale),
         MetricValue(Metric("embed img/s inference", "throughput", True),
@@ -87,7 +87,7 @@ def run_level_metrics(result: Results) -> list[MetricValue]:
         # The stage a preprocessing change hits, apart from inference: the end-to-end rate dilutes it.
         MetricValue(Metric("embed img/s decode+preprocess", "throughput", True),
                     _per_second(emb(embedding and embedding.num_embedded_this_run),
-                                emb(embedding and embedding.seconds.get("decode_preprocess_s"))), stale),
+                                emb(embedding and embedding.seconds.decode_preprocess_s)), stale),
         MetricValue(Metric("embed batch-1 p50 ms", "latency", False),
                     emb(embedding and embedding.batch1_latency.p50_ms), stale),
         MetricValue(Metric("embed batch-1 p95 ms", "latency", False),
@@ -133,8 +133,8 @@ def fidelity_metrics(result: Results) -> list[MetricValue]:
         return []
     k = _top_k(result)
     values = [
-        MetricValue(Metric("fidelity cosine min", "quality", True), _number(fidelity.cosine.get("min"))),
-        MetricValue(Metric("fidelity cosine p1", "quality", True), _number(fidelity.cosine.get("p1"))),
+        MetricValue(Metric("fidelity cosine min", "quality", True), _number(fidelity.cosine.min)),
+        MetricValue(Metric("fidelity cosine p1", "quality", True), _number(fidelity.cosine.p1)),
         MetricValue(Metric(f"fidelity overlap@{k}", "quality", True, "fidelity overlap"),
                     _number(fidelity.exact.overlap_at_k)),
         MetricValue(Metric("fidelity RBO", "quality", True), _number(fidelity.exact.rbo)),

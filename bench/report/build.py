@@ -4,9 +4,9 @@ It reads every run's results.json and topk.npz under the given folders (a sweep,
 different days) and writes report.md, a self-contained report.html, one CSV per table and one PNG per
 plot. After a multirun, bench.callbacks calls build_report on the sweep directory.
 
-Sections: a summary (bench.report.summary, read off the tables below it), the runs, 1 models,
-2 indexes, 3 operating points, 4 agreement between models, 5 distance distributions, 6 quality,
-7 provenance. Runs that cannot share a table (other dataset, queries, top-K
+Sections: a summary (bench.report.summary, computed from the same data as the tables below it), the
+runs, 1 models, 2 indexes, 3 operating points, 4 agreement between models, 5 distance distributions,
+6 quality, 7 provenance. Runs that cannot share a table (other dataset, queries, top-K
 or metric) are reported in separate groups with the differing field named; failed runs are listed.
 """
 from __future__ import annotations
@@ -55,7 +55,7 @@ def build_report(paths: list[Path], outdir: Path) -> dict[str, Path]:
     doc.add(*workloads.section([r.labelled() for r in runset.ok]))
     doc.add(*serving.section([r.labelled() for r in runset.ok]))
     doc.add(*_provenance(runset, names))
-    found = summary.add_summary(doc, runset)  # at the top, read off the tables below it
+    found = summary.add_summary(doc, runset)  # at the top, linked to the tables below it
     paths = write_document(doc, Path(outdir))
     paths["summary"] = summary.write_summary(found, Path(outdir))
     return paths

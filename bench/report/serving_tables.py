@@ -90,7 +90,8 @@ def serving_table(results: Iterable[Results | dict]) -> pd.DataFrame:
         s = r.serve
         if s is None:
             continue
-        single, offline, peak, server, acc, cal = s.single_stream, s.offline, s.peak, s.server, s.accuracy, s.calibration
+        single, offline, peak, server = s.single_stream, s.offline, s.peak, s.server
+        acc, cal = s.accuracy, s.calibration
         k = r.top_k or "K"
         rows.append({
             **_who(r),

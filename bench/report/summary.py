@@ -347,7 +347,8 @@ def _summarize_groups(runset: RunSet) -> Summary:
         summary = _group_summary(runset.groups[0])
         summary.warnings = warnings + summary.warnings
         return summary
-    warnings.append(Line(f"**Runs fall into {len(runset.groups)} groups** that differ in {', '.join(runset.differing)}; "
+    warnings.append(Line(f"**Runs fall into {len(runset.groups)} groups** that differ in "
+                         f"{', '.join(runset.differing)}; "
                          "their figures are compared only within a group.", "groups"))
     merged = Summary(warnings=warnings, floors_table="group1_operating_points")
     frames, group_warnings = [], []
@@ -361,11 +362,13 @@ def _summarize_groups(runset: RunSet) -> Summary:
             floors.insert(1, "K", group.top_k)
             frames.append(floors)
         merged.floors_caption = re.sub(r"@\d+ ", "@K ", part.floors_caption) or merged.floors_caption
-        merged.lines += [Line(f"Group {number}: {line.text}", line.table and prefix + line.table) for line in part.lines]
+        merged.lines += [Line(f"Group {number}: {line.text}", line.table and prefix + line.table)
+                         for line in part.lines]
         group_warnings.append((number, prefix, part.warnings))
     # A caveat that holds in every group is said once.
     everywhere = set.intersection(*({w.text for w in found} for _, _, found in group_warnings))
-    merged.warnings += [Line(w.text, w.table and "group1_" + w.table) for w in group_warnings[0][2] if w.text in everywhere]
+    merged.warnings += [Line(w.text, w.table and "group1_" + w.table) for w in group_warnings[0][2]
+                        if w.text in everywhere]
     merged.warnings += [Line(f"Group {number}: {w.text}", w.table and prefix + w.table)
                         for number, prefix, found in group_warnings for w in found if w.text not in everywhere]
     merged.floors = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -37,18 +37,19 @@ def model_table(results: Iterable[Results | dict]) -> pd.DataFrame:
         if model is None or model.name in seen:
             continue
         seen.add(model.name)
-        emb, parity, b1 = model.embedding, model.conversion.parity or {}, model.embedding.batch1_latency
+        emb, parity, b1 = model.embedding, model.conversion.parity, model.embedding.batch1_latency
         batches = model.embedding_spread
         rows.append({
             "model": model.name, "weights": model.weights.label if model.weights else "?",
             "dim": model.embedding_dim, "onnx MB": (model.onnx_bytes or 0) / 1e6, "convert s": model.conversion.seconds,
-            "parity max rel": parity.get("max_rel_diff"), "parity min cos": parity.get("min_cosine"),
+            "parity max rel": parity.max_rel_diff if parity else None,
+            "parity min cos": parity.min_cosine if parity else None,
             "embedded": emb.num_embedded, "skipped": emb.num_skipped,
             "e2e img/s": emb.images_per_s_end_to_end, "infer img/s": emb.images_per_s_inference,
             # Per-batch spread (median, min–max over batches), where the embedder recorded batch times.
             "e2e img/s per-batch range": fmt_interval(_range(batches and batches.images_per_s_end_to_end)),
             "infer img/s per-batch range": fmt_interval(_range(batches and batches.images_per_s_inference)),
-            "decode+prep s": emb.seconds.get("decode_preprocess_s"), "infer s": emb.seconds.get("inference_s"),
+            "decode+prep s": emb.seconds.decode_preprocess_s, "infer s": emb.seconds.inference_s,
             "b1 p50 ms": percentile_cell(b1, 50), "b1 p95 ms": percentile_cell(b1, 95),
             "b1 p99 ms": percentile_cell(b1, 99), "b1 samples": b1.count,
             "from cache": emb.from_cache,

@@ -16,6 +16,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from bench.report.document import Block, Figure, Heading, Table, Text
 from bench.report.plots import MARKERS, _colours, _png
 from bench.report.runset import Group, Run
+from bench.schema.sections import Variant
 
 
 def variant_runs(group: Group) -> dict[str, Run]:
@@ -29,7 +30,7 @@ def variant_runs(group: Group) -> dict[str, Run]:
 
 def _reference_runs(group: Group, variants: dict[str, Run]) -> dict[str, Run]:
     """The FP32 parents' own runs in this group, by the parent's ONNX hash."""
-    wanted = {run.data.fidelity.reference.get("onnx_sha256") for run in variants.values()}
+    wanted = {run.data.fidelity.reference.onnx_sha256 for run in variants.values()}
     chosen: dict[str, Run] = {}
     for run in group.runs:
         sha = run.data.model.onnx_sha256
@@ -49,19 +50,19 @@ def _common(run: Run, k: int) -> dict:
             f"precision@{k}": exact.precision_at_k if exact else None, f"mAP@{k}": exact.map_at_k if exact else None}
 
 
-def quant_label(variant: Optional[dict]) -> str:
+def quant_label(variant: Optional[Variant]) -> str:
     """A variant's quantization settings in one cell, e.g. "QDQ per-channel U8S8 MinMax reduce_range=on (auto)"."""
-    settings = (variant or {}).get("settings") or {}
-    if not str(settings.get("precision", "")).startswith("int8"):
+    settings = variant.settings if variant else None
+    if settings is None or not str(settings.precision or "").startswith("int8"):
         return "—"
     short = {"QUInt8": "U8", "QInt8": "S8"}
-    parts = [settings.get("quant_format", "dynamic"), "per-channel" if settings.get("per_channel") else "per-tensor",
-             short.get(settings.get("activation_type", "QUInt8"), "?") + short.get(settings.get("weight_type"), "?")]
-    if settings.get("calibrate_method"):
-        parts.append(settings["calibrate_method"])
-    if "reduce_range" in settings:  # variants made before the setting existed did not reduce the range
-        parts.append(f"reduce_range={'on' if settings['reduce_range'] else 'off'} "
-                     f"({settings.get('reduce_range_setting', 'auto')})")
+    parts = [settings.quant_format or "dynamic", "per-channel" if settings.per_channel else "per-tensor",
+             short.get(settings.activation_type or "QUInt8", "?") + short.get(settings.weight_type, "?")]
+    if settings.calibrate_method:
+        parts.append(settings.calibrate_method)
+    if settings.reduce_range is not None:  # variants made before the setting existed did not reduce the range
+        parts.append(f"reduce_range={'on' if settings.reduce_range else 'off'} "
+                     f"({settings.reduce_range_setting or 'auto'})")
     else:
         parts.append("reduce_range=off (not recorded)")
     return " ".join(parts)
@@ -79,17 +80,17 @@ def variants_table(group: Group) -> pd.DataFrame:
                      "_parent": sha, "_order": 0})
     for label, run in variants.items():
         fid = run.data.fidelity
-        topk_distances = fid.distances.get("topk") or {}
+        shift, speed, quality = fid.distances.topk, fid.speed.images_per_s_inference, fid.quality
+        variant = run.data.model.variant
         rows.append({
-            **_common(run, k), "reference": fid.reference.get("model"),
-            "infer speed ×": (fid.speed.get("images_per_s_inference") or {}).get("ratio"),
-            "size ×": fid.size.get("ratio"), "make s": (run.data.model.variant or {}).get("seconds"),
-            "cosine min": fid.cosine.get("min"), "cosine p1": fid.cosine.get("p1"),
-            "cosine p50": fid.cosine.get("p50"), f"overlap@{k}": fid.exact.overlap_at_k, "RBO": fid.exact.rbo,
-            f"Δprecision@{k}": (fid.quality.get("precision_at_k") or {}).get("change"),
-            f"ΔmAP@{k}": (fid.quality.get("map_at_k") or {}).get("change"),
-            "KS top-K": topk_distances.get("ks_statistic"), "Wasserstein top-K": topk_distances.get("wasserstein"),
-            "_parent": fid.reference.get("onnx_sha256"), "_order": 1})
+            **_common(run, k), "reference": fid.reference.model, "infer speed ×": speed.ratio if speed else None,
+            "size ×": fid.size.ratio, "make s": variant.seconds if variant else None,
+            "cosine min": fid.cosine.min, "cosine p1": fid.cosine.p1, "cosine p50": fid.cosine.p50,
+            f"overlap@{k}": fid.exact.overlap_at_k, "RBO": fid.exact.rbo,
+            f"Δprecision@{k}": quality.precision_at_k.change if quality.precision_at_k else None,
+            f"ΔmAP@{k}": quality.map_at_k.change if quality.map_at_k else None,
+            "KS top-K": shift.ks_statistic if shift else None, "Wasserstein top-K": shift.wasserstein if shift else None,
+            "_parent": fid.reference.onnx_sha256, "_order": 1})
     if not rows:
         return pd.DataFrame()
     df = pd.DataFrame(rows)

@@ -169,15 +169,49 @@ class Stages(Section):
     peak_rss_mib: Optional[float] = None
 
 
+class Parity(Section):
+    """Outputs of two models on the same inputs (Keras against ONNX, or a variant against FP32)."""
+    max_abs_diff: Optional[float] = None
+    max_rel_diff: Optional[float] = None
+    min_cosine: Optional[float] = None
+
+
 class Conversion(Section):
     seconds: Optional[float] = None
-    parity: Optional[dict[str, Optional[float]]] = Field(None, description="Keras vs ONNX: max_rel_diff, min_cosine")
+    parity: Optional[Parity] = Field(None, description="Keras against ONNX")
+
+
+class VariantSettings(Section):
+    """How a variant was made (bench.models.variants); the fields of a quantization recipe."""
+    precision: Optional[str] = None
+    quant_format: Optional[str] = None
+    per_channel: Optional[bool] = None
+    activation_type: Optional[str] = None
+    weight_type: Optional[str] = None
+    calibrate_method: Optional[str] = None
+    reduce_range: Optional[bool] = Field(None, description="absent in variants made before the setting existed")
+    reduce_range_setting: Optional[str] = None
+
+
+class Variant(Section):
+    """An INT8/FP16 variant of the FP32 model: its recipe, cost and parity against FP32."""
+    precision: Optional[str] = None
+    settings: VariantSettings = Field(default_factory=VariantSettings)
+    seconds: Optional[float] = Field(None, description="making it (0 when read from the cache)")
+    onnx_bytes: Optional[int] = None
+    parent: Optional[str] = None
+    parity: Optional[Parity] = None
 
 
 class EmbeddingSpread(Section):
     batches: Optional[int] = None
     images_per_s_end_to_end: Optional[TrialSpread] = None
     images_per_s_inference: Optional[TrialSpread] = None
+
+
+class EmbeddingSeconds(Section):
+    decode_preprocess_s: Optional[float] = None
+    inference_s: Optional[float] = None
 
 
 class Embedding(Section):
@@ -188,8 +222,7 @@ class Embedding(Section):
     num_embedded_this_run: Optional[int] = None
     images_per_s_end_to_end: Optional[float] = None
     images_per_s_inference: Optional[float] = None
-    seconds: dict[str, Optional[float]] = Field(default_factory=dict,
-                                                description="decode_preprocess_s, inference_s")
+    seconds: EmbeddingSeconds = Field(default_factory=EmbeddingSeconds)
     batch1_latency: Latency = Field(default_factory=Latency)
     spread: Optional[EmbeddingSpread] = None
     from_cache: bool = False
@@ -208,7 +241,7 @@ class ModelSection(Section):
     conversion: Conversion = Field(default_factory=Conversion)
     embedding: Embedding = Field(default_factory=Embedding)
     precision: str = "fp32"
-    variant: Optional[dict[str, Any]] = Field(None, description="an INT8/FP16 variant's recipe (bench.models.variants)")
+    variant: Optional[Variant] = Field(None, description="an INT8/FP16 variant (null for the FP32 model)")
     embedding_spread: Optional[EmbeddingSpread] = None
 
 
@@ -302,17 +335,68 @@ class FidelityPoint(Section):
     recall_at_k: Optional[float] = None
 
 
+class Cosine(Section):
+    """Cosine similarity between the variant's and the FP32 model's embedding of each image."""
+    count: Optional[int] = None
+    min: Optional[float] = None
+    p1: Optional[float] = None
+    p50: Optional[float] = None
+    mean: Optional[float] = None
+
+
+class Shift(Section):
+    """How far a distance distribution moved (two-sample statistics)."""
+    ks_statistic: Optional[float] = None
+    ks_pvalue: Optional[float] = None
+    wasserstein: Optional[float] = None
+
+
+class Distances(Section):
+    top1: Optional[Shift] = None
+    topk: Optional[Shift] = None
+
+
+class Change(Section):
+    """A figure of the FP32 reference and of the variant, with variant − reference or variant / reference."""
+    reference: Optional[float] = None
+    variant: Optional[float] = None
+    change: Optional[float] = None
+    ratio: Optional[float] = None
+
+
+class Speed(Section):
+    images_per_s_inference: Optional[Change] = None
+    images_per_s_end_to_end: Optional[Change] = None
+
+
+class FidelityQuality(Section):
+    precision_at_k: Optional[Change] = None
+    map_at_k: Optional[Change] = None
+
+
+class Size(Section):
+    reference_onnx_bytes: Optional[int] = None
+    variant_onnx_bytes: Optional[int] = None
+    ratio: Optional[float] = None
+
+
+class Reference(Section):
+    model: Optional[str] = Field(None, description="the FP32 model's name")
+    onnx_sha256: Optional[str] = None
+    embedding_from_cache: Optional[bool] = None
+
+
 class FidelitySection(Section):
     top_k: Optional[int] = None
     metric: Optional[str] = None
-    cosine: dict[str, Optional[float]] = Field(default_factory=dict, description="min, p1, p50, mean, count")
+    cosine: Cosine = Field(default_factory=Cosine)
     exact: FidelityExact = Field(default_factory=FidelityExact)
     points: list[FidelityPoint] = Field(default_factory=list)
-    distances: dict[str, Any] = Field(default_factory=dict)
-    quality: dict[str, dict[str, Any]] = Field(default_factory=dict, description="figure -> reference, variant, change")
-    speed: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    size: dict[str, Optional[float]] = Field(default_factory=dict)
-    reference: dict[str, Any] = Field(default_factory=dict)
+    distances: Distances = Field(default_factory=Distances)
+    quality: FidelityQuality = Field(default_factory=FidelityQuality)
+    speed: Speed = Field(default_factory=Speed)
+    size: Size = Field(default_factory=Size)
+    reference: Reference = Field(default_factory=Reference)
     warning: Optional[str] = None
 
 
