@@ -189,7 +189,8 @@ def _convert_and_embed(cfg: Config, result: RunResult, clock: StageClock) -> _Ve
     skipped = [asdict(s) for s in dataset.skipped] + [asdict(s) for s in emb.skipped]
     result.set("dataset", {"name": dataset.name, "num_images": len(dataset.images) + len(dataset.skipped),
                            "num_corpus": len(corpus_ids), "num_queries": len(query_ids), "skipped": skipped,
-                           "num_skipped": len(skipped), "query_image_ids": query_ids})
+                           "num_skipped": len(skipped), "query_image_ids": query_ids,
+                           **({"files_sha256": dataset.files} if dataset.files else {})})
     return _Vectors(model=model, dataset_name=dataset.name, corpus_ids=corpus_ids, corpus_vectors=corpus_vectors,
                     query_ids=query_ids, query_vectors=query_vectors,
                     labels={r.image_id: set(r.category_ids) for r in dataset.images},

@@ -108,9 +108,13 @@ def load_preprocess_hook(spec: Optional[str]) -> Optional[Hook]:
 
 def embedding_cache_key(model: ConvertedModel, images: Sequence[ImageRecord], hook: Optional[str],
                         jpeg_draft: bool = False, runtime_tag: str = "") -> str:
-    """Changes whenever the model, preprocessing, decoding, runtime or any image file (by path, size, mtime) changes."""
+    """Changes whenever the model, preprocessing, decoding, runtime or any image (a file by path, size and mtime;
+    in-memory pixels by content) changes."""
     files = []
     for record in images:
+        if record.pixels is not None:  # held in memory (Fashion-MNIST): identified by content
+            files.append((int(record.image_id), str(record.path), record.pixels_sha256(), 0))
+            continue
         try:
             st = os.stat(record.path)
             size, mtime_ns = st.st_size, st.st_mtime_ns
