@@ -124,7 +124,7 @@ class SearchConfig:
     # Throughput passes repeat the query set until they have run at least this long, so a
     # small query set still gives a QPS figure that is not dominated by timer noise.
     min_throughput_s: float = 1.0
-    # Timing trials per point (issue 12), interleaved across points so drift hits all alike; the
+    # Timing trials per point, interleaved across points so drift hits all alike; the
     # throughput time and latency samples above are split over them, so more trials cost little more.
     repeats: int = 3
     # Serial latency samples per point over all trials; None: enough for a bounded 95 % interval of
