@@ -120,7 +120,7 @@ def run(cfg: Config, outdir: Path) -> RunResult:
 
 
 @dataclass
-class _Vectors:
+class Vectors:
     """The embedded corpus and queries, with what evaluation needs to know about each image."""
     model: ConvertedModel
     dataset_name: str
@@ -140,7 +140,7 @@ class _Vectors:
 def _run_stages(cfg: Config, result: RunResult) -> None:
     validate(cfg)
     clock = StageClock(result)
-    vectors = _convert_and_embed(cfg, result, clock)
+    vectors = convert_and_embed(cfg, result, clock)
     k, metric = cfg.search.top_k, cfg.search.metric
     with clock("exact_ground_truth"):
         exact_rows, exact_distances = evaluate.exact_topk(vectors.corpus_vectors, vectors.query_vectors, k, metric)
@@ -156,7 +156,7 @@ def _run_stages(cfg: Config, result: RunResult) -> None:
         result.set("fidelity", _fidelity(cfg, result, vectors, topk, quality_of))
 
 
-def _convert_and_embed(cfg: Config, result: RunResult, clock: StageClock) -> _Vectors:
+def convert_and_embed(cfg: Config, result: RunResult, clock: StageClock) -> Vectors:
     k = cfg.search.top_k
     with clock("dataset"):  # includes generating the sample on first use
         dataset = load_dataset(cfg.dataset)
@@ -188,14 +188,14 @@ def _convert_and_embed(cfg: Config, result: RunResult, clock: StageClock) -> _Ve
     result.set("dataset", {"name": dataset.name, "num_images": len(dataset.images) + len(dataset.skipped),
                            "num_corpus": len(corpus_ids), "num_queries": len(query_ids), "skipped": skipped,
                            "num_skipped": len(skipped), "query_image_ids": query_ids})
-    return _Vectors(model=model, dataset_name=dataset.name, corpus_ids=corpus_ids, corpus_vectors=corpus_vectors,
-                    query_ids=query_ids, query_vectors=query_vectors,
-                    labels={r.image_id: set(r.category_ids) for r in dataset.images},
-                    paths={r.image_id: str(r.path) for r in dataset.images}, categories=dict(dataset.categories),
-                    reference=reference, reference_embeddings=reference_emb, embeddings=emb)
+    return Vectors(model=model, dataset_name=dataset.name, corpus_ids=corpus_ids, corpus_vectors=corpus_vectors,
+                   query_ids=query_ids, query_vectors=query_vectors,
+                   labels={r.image_id: set(r.category_ids) for r in dataset.images},
+                   paths={r.image_id: str(r.path) for r in dataset.images}, categories=dict(dataset.categories),
+                   reference=reference, reference_embeddings=reference_emb, embeddings=emb)
 
 
-def _fidelity(cfg: Config, result: RunResult, vectors: _Vectors, topk: dict[str, np.ndarray],
+def _fidelity(cfg: Config, result: RunResult, vectors: Vectors, topk: dict[str, np.ndarray],
               quality_of: _CategoryQuality) -> dict[str, Any]:
     """The variant against its FP32 reference on the same images and queries (bench.measure.fidelity)."""
     points = result.data.get("search", {}).get("points", [])
@@ -213,33 +213,45 @@ def _fidelity(cfg: Config, result: RunResult, vectors: _Vectors, topk: dict[str,
     return section
 
 
-def _load_and_search(cfg: Config, result: RunResult, vectors: _Vectors, exact_ids: np.ndarray,
-                     quality_of: _CategoryQuality, topk: dict[str, np.ndarray], clock: StageClock) -> None:
-    model = vectors.model
-    stream, prepared = cfg.workload.kind == "streaming", False
+def open_backends(cfg: Config, vectors: Vectors, index_types: list[str]) -> tuple[VectorStore, MetadataStore]:
+    """The configured vector store (checked to build these index types) and metadata backend."""
     store = open_store(cfg.store)
     try:
-        check_server_version(cfg.index.type, cfg.store.kind, store.server_version())
+        for index_type in index_types:
+            check_server_version(index_type, cfg.store.kind, store.server_version())
         # id -> path belongs to the images, not the model: one namespace per distinct image list.
         metadata = open_metadata(cfg.metadata, namespace=_paths_namespace(vectors.dataset_name, vectors.corpus_ids,
-                                                                          vectors.paths))
+                                                                           vectors.paths))
     except BaseException:
         store.close()
         raise
+    return store, metadata
+
+
+def collection_spec(cfg: Config, vectors: Vectors, data: Vectors, with_paths: bool,
+                    suffix: str = "") -> CollectionSpec:
+    """The collection holding ``data`` (all of ``vectors``' corpus, or part of it) embedded by its model."""
+    model = vectors.model
+    fingerprint = _fingerprint(model, data.corpus_ids, with_paths)
+    return CollectionSpec(name=collection_name(cfg, model.name, vectors.dataset_name, fingerprint) + suffix,
+                          dim=model.embedding_dim, metric=cfg.search.metric, fingerprint=fingerprint,
+                          with_paths=with_paths)
+
+
+def _load_and_search(cfg: Config, result: RunResult, vectors: Vectors, exact_ids: np.ndarray,
+                     quality_of: _CategoryQuality, topk: dict[str, np.ndarray], clock: StageClock) -> None:
+    stream, prepared = cfg.workload.kind == "streaming", False
+    store, metadata = open_backends(cfg, vectors, [cfg.index.type])
     try:
         result.data["provenance"]["store"] = {"kind": cfg.store.kind, "version": store.server_version(),
                                               "consistency_level": cfg.store.consistency_level}
         result.set("metadata", metadata.describe())
         # workload=streaming: half the corpus is loaded and indexed, the other half arrives while searching.
         initial = streaming.initial_half(vectors) if stream else vectors
-        fingerprint = _fingerprint(model, initial.corpus_ids, metadata.paths_in_search)
-        spec = CollectionSpec(name=collection_name(cfg, model.name, vectors.dataset_name, fingerprint)
-                              + ("_stream" if stream else ""),
-                              dim=model.embedding_dim, metric=cfg.search.metric, fingerprint=fingerprint,
-                              with_paths=metadata.paths_in_search)
+        spec = collection_spec(cfg, vectors, initial, metadata.paths_in_search, suffix="_stream" if stream else "")
         prepared = True
         with clock("load"):
-            load = _load(store, metadata, spec, initial, cfg)
+            load = load_collection(store, metadata, spec, initial, cfg)
         with clock("build_and_load_index"):
             described = _timed_build(store, cfg, load)
         result.set("index", {"type": cfg.index.type, "build_params": dict(cfg.index.build),
@@ -302,8 +314,8 @@ class _CategoryQuality:
                 "num_queries": labelled, "num_unlabelled": len(self.query_labels) - labelled}
 
 
-def _load(store: VectorStore, metadata: MetadataStore, spec: CollectionSpec, data: _Vectors,
-          cfg: Config) -> dict[str, Any]:
+def load_collection(store: VectorStore, metadata: MetadataStore, spec: CollectionSpec, data: Vectors,
+                    cfg: Config) -> dict[str, Any]:
     ids, vectors, labels = data.corpus_ids, data.corpus_vectors, data.labels
     rows = len(ids)
     id_paths = [data.paths[int(i)] for i in ids]
