@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from bench.config import register_configs  # noqa: E402
 from bench.errors import BenchError, signals_interrupt  # noqa: E402
+from bench.tune.settings import check  # noqa: E402
 
 log = logging.getLogger("bench.tune")
 register_configs()
@@ -29,8 +30,6 @@ RUN_DIR = "hydra.run.dir=reports/tune/${tune.study}"
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from bench.tune.run import tune
-
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.MULTIRUN:
         print("error: python -m bench.tune runs one study; drop -m (several index types: "
@@ -41,6 +40,9 @@ def main(cfg: DictConfig) -> None:
     overrides = [o for o in hydra_cfg.overrides.task if not o.lstrip("+~").startswith(("tune.", "hydra."))]
     try:
         typed = OmegaConf.to_object(cfg)  # validated dataclasses, resolved interpolations
+        check(typed)  # bad input is refused before the heavy imports below
+        from bench.tune.run import tune
+
         with signals_interrupt():
             code = tune(typed, outdir, overrides)
     except KeyboardInterrupt as err:

@@ -25,34 +25,16 @@ from omegaconf import OmegaConf
 
 from bench import PROJECT_ROOT
 from bench.config import Config
-from bench.errors import BenchError
-from bench.stores.indexes import validate_index
 from bench.tune import plots, report, study
 from bench.tune.corpus import prepared_corpus
 from bench.tune.objectives import get_objective
 from bench.tune.report import SideBySide
-from bench.tune.spaces import SPACES_DIR, available_in, load_space
+from bench.tune.settings import check
+from bench.tune.spaces import load_space
 from bench.tune.study import Outcome
 
 log = logging.getLogger(__name__)
 INDEX_DIR = PROJECT_ROOT / "conf" / "index"
-
-
-def check(cfg: Config) -> None:
-    """Everything that can fail before the corpus is prepared: one line, exit 2."""
-    tune = cfg.tune
-    study.check_settings(tune)
-    get_objective(tune.objective)
-    known = available_in(SPACES_DIR)
-    for index_type in tune.index_types:
-        if index_type not in known:
-            raise BenchError(f"tune.index_types: no search space for {index_type!r}: choose from "
-                             f"{', '.join(known)} (conf/tune/)")
-        validate_index(index_type, {}, [{}], store=cfg.store.kind, metric=cfg.search.metric, top_k=cfg.search.top_k)
-    for name, bounds in tune.ranges.items():
-        if len(bounds) != 2 or not 1 <= bounds[0] <= bounds[1]:
-            raise BenchError(f"tune.ranges.{name}={list(bounds)} is empty or inverted: give [low, high] with "
-                             f"1 <= low <= high")
 
 
 def default_build(index_type: str) -> dict[str, int]:

@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import optuna
 from optuna.trial import TrialState
 
 from bench.config import TuneConfig
-from bench.errors import BenchError
+from bench.errors import BenchError, Interrupted
 from bench.measure.statistics import min_samples_for_percentile
 from bench.tune.objectives import Objective
 from bench.tune.spaces import Space
@@ -38,7 +40,6 @@ STUDY_FILE = "study.db"
 EVALUATION = "evaluation"  # trial user attribute holding the Evaluation
 SETTINGS = "settings"  # study user attribute: what the study was asked
 DEFAULT_PREFIX = "default:"  # study user attributes holding each index type's default evaluation
-SAMPLERS = ("tpe", "random", "nsga2")
 
 
 @dataclass
@@ -50,28 +51,55 @@ class Outcome:
     seconds: float  # wall time of the trial
 
 
+class InterruptGate:
+    """Ctrl-C (SIGINT) and SIGTERM stop a trial, never Optuna's bookkeeping.
+
+    Inside a trial's own work a signal raises at once: Optuna marks the trial FAIL and passes the interrupt
+    on. Between trials (Optuna storing a result, starting the next trial) it is held until the next trial
+    begins, or the study ends: an interrupt in the middle of Optuna's storage update is not handled there
+    (optuna 5.1 fails with an UnboundLocalError, and the trial stays RUNNING).
+    """
+
+    def __init__(self) -> None:
+        self.inside = False
+        self.pending: Optional[int] = None
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        def handler(signum: int, frame: object) -> None:
+            if self.inside:
+                raise Interrupted(signum)
+            self.pending = signum
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
+                    if signal.getsignal(sig) is not signal.SIG_IGN}
+        try:
+            yield
+            self._raise_pending()
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    @contextmanager
+    def trial(self) -> Iterator[None]:
+        self._raise_pending()
+        self.inside = True
+        try:
+            yield
+        finally:
+            self.inside = False
+
+    def _raise_pending(self) -> None:
+        if self.pending is not None:
+            raise Interrupted(self.pending)
+
+
 def storage_url(outdir: Path) -> str:
     return f"sqlite:///{(outdir / STUDY_FILE).resolve()}"
 
 
 def directions(objective: Objective, multi: bool) -> list[str]:
     return [objective.direction] + (["minimize", "minimize"] if multi else [])
-
-
-def check_settings(tune: TuneConfig) -> None:
-    """The checks that need no corpus: one line and exit 2 each."""
-    if not 0 < tune.target_recall <= 1:
-        raise BenchError(f"tune.target_recall={tune.target_recall} must lie in (0, 1], e.g. 0.95")
-    if not tune.index_types:
-        raise BenchError("tune.index_types is empty: name at least one, e.g. tune.index_types=[IVF_FLAT,HNSW]")
-    if tune.trials < 1 or tune.startup_trials < 0:
-        raise BenchError(f"tune.trials={tune.trials} must be >= 1 and tune.startup_trials={tune.startup_trials} >= 0")
-    if tune.timeout_s is not None and tune.timeout_s <= 0:
-        raise BenchError(f"tune.timeout_s={tune.timeout_s} must be positive (or null for none)")
-    if tune.sampler not in SAMPLERS:
-        raise BenchError(f"tune.sampler={tune.sampler!r} is unknown: choose one of {', '.join(SAMPLERS)}")
-    if tune.sampler == "nsga2" and not tune.multi_objective:
-        raise BenchError("tune.sampler=nsga2 is for tune.multi_objective=true; use tpe or random for one objective")
 
 
 def _sampler(tune: TuneConfig) -> optuna.samplers.BaseSampler:
@@ -107,6 +135,18 @@ def open_study(name: str, outdir: Path, sampler: optuna.samplers.BaseSampler, di
 
 def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if EVALUATION in t.user_attrs]
+
+
+def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], Any], n_trials: int,
+              timeout: Optional[float] = None) -> None:
+    gate = InterruptGate()
+
+    def gated(trial: optuna.Trial) -> Any:
+        with gate.trial():
+            return objective(trial)
+
+    with gate.installed():
+        study.optimize(gated, n_trials=n_trials, timeout=timeout, gc_after_trial=False)
 
 
 def _objective_fn(ctx: TrialContext, spaces: Mapping[str, Space], multi: bool,
@@ -147,8 +187,7 @@ def run_tuner(ctx: TrialContext, spaces: Mapping[str, Space], tune: TuneConfig, 
         log.info("resuming study %s: %d of %d trials complete (next trial number %d)", tune.study, done, tune.trials,
                  len(study.trials))
     if remaining > 0:
-        study.optimize(_objective_fn(ctx, spaces, tune.multi_objective, on_done), n_trials=remaining,
-                       timeout=tune.timeout_s, gc_after_trial=False)
+        _optimize(study, _objective_fn(ctx, spaces, tune.multi_objective, on_done), remaining, tune.timeout_s)
     return study
 
 
@@ -163,8 +202,7 @@ def run_grid(ctx: TrialContext, space: Space, tune: TuneConfig, outdir: Path, se
     if remaining > 0:
         log.info("grid baseline %s: %d of %d builds to go", space.index_type, remaining, space.grid_size())
         tagged = lambda o: on_done(Outcome("grid", o.number, o.evaluation, o.seconds))  # noqa: E731
-        study.optimize(_objective_fn(ctx, {space.index_type: space}, tune.multi_objective, tagged),
-                       n_trials=remaining, gc_after_trial=False)
+        _optimize(study, _objective_fn(ctx, {space.index_type: space}, tune.multi_objective, tagged), remaining)
     return study
 
 

@@ -1,10 +1,11 @@
 """One trial: build an index, find the smallest search parameter that reaches the recall target, time it there.
 
 1. Build with the sampled build parameters (the collection is already filled: only the index changes).
-2. Bisect the search parameter (nprobe, ef, ...) between its bounds for the smallest value whose recall@K
-   has a lower 95 % bound at or above the target. Recall is assumed to grow with the parameter, which is
-   what these parameters are for. Recall is exact and cheap on a built index, so each probe searches every
-   query in batches; the bound is the bootstrap interval over queries (bench.measure.statistics).
+2. Search the parameter (nprobe, ef, ...) between its bounds for the smallest value whose recall@K has a
+   lower 95 % bound at or above the target: galloping up from the low bound, then bisecting. Recall is
+   assumed to grow with the parameter, which is what these parameters are for. Recall is exact and cheap
+   on a built index, so each probe searches every query in batches; the bound is the bootstrap interval
+   over queries (bench.measure.statistics).
 3. At that value, search the queries once at nq=1 (the results the table reports) and time it with the
    interleaved timing trials (bench.measure.search), as `python -m bench` times a search point.
 
@@ -121,7 +122,7 @@ def evaluate_build(ctx: TrialContext, space: Space, build: Mapping[str, int]) ->
     ctx.store.load()
     evaluation.build_s = time.perf_counter() - start
 
-    value, recall, interval, probes = _bisect(ctx, space.search.name, low, high)
+    value, recall, interval, probes = smallest_reaching_target(ctx, space.search.name, low, high)
     evaluation.probes = probes
     evaluation.search_value, evaluation.recall, evaluation.recall_ci = value, recall, interval
     if interval is None or interval[0] < ctx.target:
@@ -151,22 +152,33 @@ def _recall(ctx: TrialContext, params: Mapping[str, Any]) -> tuple[float, list[f
     return float(per_query.mean()), interval
 
 
-def _bisect(ctx: TrialContext, name: str, low: int, high: int) -> tuple[int, float, list[float], int]:
+def smallest_reaching_target(ctx: TrialContext, name: str, low: int,
+                             high: int) -> tuple[int, float, list[float], int]:
     """The smallest value in [low, high] whose recall's lower bound reaches the target, with its recall and
-    interval and the number of probes; the largest value's figures when none does."""
-    probes = 1
-    recall, interval = _recall(ctx, {name: high})
-    if interval[0] < ctx.target:
-        return high, recall, interval, probes
-    best = (high, recall, interval)
-    while low < high:  # invariant: `high` reaches the target; values below `low` do not
-        middle = (low + high) // 2
+    interval and the number of probes; the largest value's figures when none does.
+
+    Galloping, then bisecting: low, 2·low, 4·low, ... until one reaches the target, then bisection between
+    the last two. Small values are cheap probes and targets are reached early in wide ranges (nprobe in 1..nlist),
+    so this searches far fewer vectors than bisecting [low, high] from its middle.
+    """
+    probes, below, value = 0, low - 1, low  # invariant: values <= `below` do not reach the target
+    while True:
+        recall, interval = _recall(ctx, {name: value})
+        probes += 1
+        if interval[0] >= ctx.target:
+            break
+        if value >= high:
+            return high, recall, interval, probes
+        below, value = value, min(high, value * 2)
+    best = (value, recall, interval)
+    while below + 1 < best[0]:
+        middle = (below + 1 + best[0]) // 2
         recall, interval = _recall(ctx, {name: middle})
         probes += 1
         if interval[0] >= ctx.target:
-            high, best = middle, (middle, recall, interval)
+            best = (middle, recall, interval)
         else:
-            low = middle + 1
+            below = middle
     return (*best, probes)
 
 
