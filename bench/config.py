@@ -192,6 +192,9 @@ class TuneConfig:
     measure_default: bool = True
     # Also run the exhaustive grid over the same spaces (conf/tune/: each parameter's `grid` values), to check.
     grid_baseline: bool = False
+    # The tuner's, the grid's and the default's best are built and timed again, in turn, this many rounds: the
+    # studies ran at other times, and drift on a busy machine must not decide which is faster. 0: off.
+    final_rounds: int = 2
 
 
 @dataclass

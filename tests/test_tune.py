@@ -3,6 +3,7 @@ CLI on the smoke config (64 vectors, 16 queries: about a second per trial)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,8 +22,9 @@ from bench.stores.indexes import validate_index
 from bench.tune.objectives import get_objective
 from bench.tune.settings import check_settings
 from bench.tune.spaces import load_space
-from bench.tune.study import STUDY_FILE
-from bench.tune.trial import TrialContext, smallest_reaching_target
+from bench.tune import report
+from bench.tune.study import STUDY_FILE, Outcome
+from bench.tune.trial import Evaluation, TrialContext, smallest_reaching_target
 from tests.conftest import REPO
 
 
@@ -146,7 +148,7 @@ def study_run(workspace, tmp_path_factory):
     """A small IVF_FLAT study with its grid baseline and default, on the smoke corpus."""
     run_dir = tmp_path_factory.mktemp("tune") / "study"
     proc = tune_cli(workspace, run_dir, "tune.trials=3", "tune.study=small", "tune.grid_baseline=true",
-                    "+tune.ranges.nlist=[8,12]")
+                    "tune.final_rounds=1", "+tune.ranges.nlist=[8,10]")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return run_dir, proc
 
@@ -154,7 +156,8 @@ def study_run(workspace, tmp_path_factory):
 def test_a_small_study_recommends_a_feasible_configuration(study_run):
     run_dir, proc = study_run
     recommended = yaml.safe_load((run_dir / "recommendation.yaml").read_text())
-    assert recommended["type"] == "IVF_FLAT" and 8 <= recommended["build"]["nlist"] <= 12
+    # The best of every build: the tuner's or the grid's (nlist 8..10), or the default's (16).
+    assert recommended["type"] == "IVF_FLAT" and recommended["build"]["nlist"] in (8, 9, 10, 16)
     validate_index("IVF_FLAT", recommended["build"], recommended["search"], store="milvus_lite", metric="IP",
                    top_k=10)
     # The recommended recall's lower bound reaches the target, as the table says.
@@ -170,12 +173,15 @@ def test_a_small_study_recommends_a_feasible_configuration(study_run):
 
 def test_the_grid_baseline_builds_every_grid_value(study_run):
     run_dir, proc = study_run
-    grid_values = sorted({int(round(v)) for v in np.geomspace(8, 12, 12)})  # conf/tune/IVF_FLAT.yaml: grid 12
+    grid_values = sorted({int(round(v)) for v in np.geomspace(8, 10, 12)})  # conf/tune/IVF_FLAT.yaml: grid 12
     grid = optuna.load_study(study_name="small-grid-IVF_FLAT", storage=f"sqlite:///{run_dir / STUDY_FILE}")
     built = sorted(t.params["nlist"] for t in grid.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
     assert built == grid_values
     assert f"grid: {len(grid_values)} builds" in proc.stdout
     assert "| grid " in proc.stdout and "vs grid best" in proc.stdout
+    # The three bests (tuner, grid, default; fewer when one configuration is the best of two) timed again.
+    assert "batch QPS back to back" in proc.stdout
+    assert re.search(r"back-to-back check: [1-3] builds", proc.stdout)
 
 
 def test_nothing_reaching_the_target_is_one_line(workspace, tmp_path):
@@ -218,4 +224,42 @@ def test_multi_objective_mode_gives_a_pareto_front(workspace, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     loaded = optuna.load_study(study_name=None, storage=f"sqlite:///{run_dir / STUDY_FILE}")
     assert len(loaded.directions) == 3 and loaded.best_trials  # objective, build seconds, index memory
-    assert "## Pareto front (objective, build s, index memory)" in (run_dir / "tuning.md").read_text()
+    assert "## Pareto front of the tuner's trials (objective, build s, index memory; Optuna's)" in \
+        (run_dir / "tuning.md").read_text()
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+def _outcome(number: int, qps: float, spread: float, nlist: int = 64, feasible: bool = True, source: str = "tuner"):
+    evaluation = Evaluation(index_type="IVF_FLAT", build={"nlist": nlist}, search_param="nprobe", feasible=feasible,
+                            search_value=8, recall=0.97, recall_ci=[0.955, 0.98],
+                            objective=qps if feasible else None,
+                            objective_range=[qps - spread, qps + spread] if feasible else None,
+                            build_s=1.0 + number, memory_bytes=1000 * nlist)
+    return Outcome(source, number, evaluation, 2.0)
+
+
+def test_the_best_and_its_near_ties_within_the_noise():
+    objective = get_objective("batch_qps")
+    outcomes = [_outcome(0, 100, 5), _outcome(1, 180, 10), _outcome(2, 172, 5), _outcome(3, 150, 5),
+                _outcome(4, 0, 0, feasible=False)]
+    winner = report.best(outcomes, objective)
+    assert winner.number == 1
+    assert [o.number for o in report.near_ties(winner, outcomes, objective)] == [2]  # 167–177 overlaps 170–190
+    table = report.trial_table(outcomes, objective, 10, winner)
+    assert list(table["vs best"]) == ["", "best", "≈", "", ""]
+    assert table["batch QPS"].iloc[4] == "infeasible"
+    # Trial 0 builds fastest, 1 searches fastest; 2 and 3 search slower than 1 and take longer to build (same
+    # memory): dominated. The infeasible trial is never on the front.
+    front = {o.number for o in report.pareto_front(outcomes, objective)}
+    assert front == {0, 1}
+
+
+def test_the_recommendation_is_a_command_line_and_an_index_config():
+    objective = get_objective("batch_qps")
+    winner = _outcome(1, 180, 10, nlist=290)
+    command = report.command_line(winner, ["experiment=smoke", "dataset.sample_sides=[64,128]"])
+    assert command == ("python -m bench experiment=smoke 'dataset.sample_sides=[64,128]' index=IVF_FLAT "
+                       "index.build.nlist=290 'index.search=[{nprobe:8}]'")
+    config = yaml.safe_load(report.recommendation_yaml(winner, {"nlist": 16}, 0.95, objective, "s"))
+    assert config == {"type": "IVF_FLAT", "build": {"nlist": 290}, "search": [{"nprobe": 8}]}

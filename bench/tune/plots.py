@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from bench.report.plots import _png, plt
 from bench.tune.objectives import Objective
@@ -57,6 +58,7 @@ def history(tuner: Sequence[Outcome], objective: Objective, target: float, k: in
     bottom.axhline(target, color="black", linestyle=":", label=f"target {target:g}")
     bottom.set_ylabel(f"recall@{k} (red: infeasible)")
     bottom.set_xlabel("trial (one index build each)")
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     bottom.legend(fontsize=8, loc="lower right")
     return _png(fig)
 
@@ -73,11 +75,13 @@ def pareto(outcomes: Sequence[Outcome], objective: Objective, target: float) -> 
         sizes = [20 + 80 * (o.evaluation.memory_bytes or 0) / max(_max_memory(outcomes), 1) for o in own]
         ax.errorbar(builds, values, yerr=errors, fmt="none", ecolor=colour, alpha=0.5, capsize=2)
         ax.scatter(builds, values, s=sizes, color=colour, marker=marker, alpha=0.8, label=source, zorder=3)
-    front = pareto_front(outcomes, objective)
+    # The front of what is drawn (objective against build seconds): a staircase; tuning.md lists the front
+    # with memory as a third objective.
+    front = pareto_front(outcomes, objective, with_memory=False)
     if front:
         ordered = sorted(front, key=lambda o: o.evaluation.build_s)
-        ax.plot([o.evaluation.build_s for o in ordered], [o.evaluation.objective for o in ordered], color="black",
-                linewidth=0.8, linestyle="--", label="Pareto front (objective, build s, memory)")
+        ax.step([o.evaluation.build_s for o in ordered], [o.evaluation.objective for o in ordered], where="post",
+                color="black", linewidth=0.8, linestyle="--", label="Pareto front (objective, build s)")
         for o in ordered:
             ax.annotate(o.evaluation.describe().split(" ", 1)[1], (o.evaluation.build_s, o.evaluation.objective),
                         fontsize=7, xytext=(4, 4), textcoords="offset points")

@@ -10,11 +10,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 
 from bench.measure.statistics import APPROX, as_interval, significantly_different
 from bench.tune.objectives import Objective
 from bench.tune.study import Outcome
+from bench.tune.trial import Evaluation
 
 
 def _fmt(value: Optional[float], digits: int = 1) -> str:
@@ -81,51 +83,71 @@ def trial_table(outcomes: Sequence[Outcome], objective: Objective, k: int, winne
     return pd.DataFrame(rows)
 
 
-def pareto_front(outcomes: Sequence[Outcome], objective: Objective) -> list[Outcome]:
-    """Feasible outcomes no other beats on all of objective, build seconds and index memory (plain dominance:
-    the build time and memory of one build have no trials to give them a range)."""
-    def key(o: Outcome) -> tuple[float, float, float]:
+def pareto_front(outcomes: Sequence[Outcome], objective: Objective, with_memory: bool = True) -> list[Outcome]:
+    """Feasible outcomes no other beats on all of objective, build seconds and (``with_memory``) index memory
+    (plain dominance: the build time and memory of one build have no trials to give them a range)."""
+    def key(o: Outcome) -> tuple[float, ...]:
         sign = -1.0 if objective.direction == "maximize" else 1.0
-        return sign * o.evaluation.objective, o.evaluation.build_s, float(o.evaluation.memory_bytes or 0)
+        memory = (float(o.evaluation.memory_bytes or 0),) if with_memory else ()
+        return (sign * o.evaluation.objective, o.evaluation.build_s, *memory)
 
     candidates = feasible(outcomes)
     front = [o for o in candidates
              if not any(all(a <= b for a, b in zip(key(p), key(o))) and key(p) != key(o) for p in candidates)]
-    return sorted(front, key=lambda o: key(o))
+    return sorted(front, key=key)
 
 
 @dataclass
 class SideBySide:
     label: str
-    outcome: Optional[Outcome]
+    outcome: Optional[Outcome]  # the best this source found, as its study measured it
     builds: int
     seconds: float
+    retimed: Optional[Outcome] = None  # the same configuration timed again, back to back with the others
 
 
-def comparison_table(rows: Sequence[SideBySide], objective: Objective, reference: Optional[Outcome],
-                     default: Optional[Outcome]) -> pd.DataFrame:
-    """The tuner, the grid and the default at the same target: builds used, objective, and its ratio to the
-    default's and to the grid's best (``≈`` where within the noise)."""
+def comparison_table(rows: Sequence[SideBySide], objective: Objective) -> pd.DataFrame:
+    """The tuner, the grid and the default at the same target: builds used, the objective as each study measured
+    it, and, where the finalists were timed again back to back (:func:`combine_rounds`), that objective and the
+    ratios between them (``≈`` where within the noise); otherwise the ratios of the studies' own figures."""
     digits = _digits(objective)
+    measured = {row.label: (row.retimed or row.outcome) for row in rows}
     out = []
     for row in rows:
         e = row.outcome.evaluation if row.outcome else None
+        mine = measured[row.label]
 
-        def ratio(other: Optional[Outcome]) -> str:
-            if e is None or other is None or other is row.outcome or not e.feasible or not other.evaluation.feasible:
+        def ratio(other_label: str) -> str:
+            other = measured.get(other_label)
+            if mine is None or other is None or other_label == row.label:
                 return "–"
-            value = e.objective / other.evaluation.objective
+            value = mine.evaluation.objective / other.evaluation.objective
             if objective.direction == "minimize":
                 value = 1 / value  # > 1 means better for either direction
-            return f"×{value:.2f}" + (f" {APPROX}" if within_noise(row.outcome, other) else "")
+            return f"×{value:.2f}" + (f" {APPROX}" if within_noise(mine, other) else "")
 
+        again = row.retimed.evaluation if row.retimed else None
         out.append({"": row.label, "builds": row.builds, "wall s": _fmt(row.seconds, 0),
-                    "configuration": row.outcome.evaluation.describe() if row.outcome else "none reached the target",
-                    objective.label: _fmt(e.objective, digits) if e and e.feasible else "–",
-                    "range": _interval(e.objective_range, digits) if e else "–",
+                    "configuration": e.describe() if e else "none reached the target",
                     "recall@K": _fmt(e.recall, 3) if e else "–",
-                    "vs default": ratio(default), "vs grid best": ratio(reference)})
+                    f"{objective.label} in its study": (f"{_fmt(e.objective, digits)} "
+                                                        f"({_interval(e.objective_range, digits)})" if e else "–"),
+                    f"{objective.label} back to back": (f"{_fmt(again.objective, digits)} "
+                                                        f"({_interval(again.objective_range, digits)})"
+                                                        if again else "–"),
+                    "vs default": ratio("default"), "vs grid best": ratio("grid")})
     return pd.DataFrame(out)
+
+
+def combine_rounds(source: str, number: int, rounds: Sequence[Evaluation], seconds: float) -> Outcome:
+    """One configuration timed in several rounds: the median of the rounds' objectives, and the range spanning
+    every round's range."""
+    first = rounds[0]
+    ranges = [r.objective_range for r in rounds if r.objective_range]
+    combined = Evaluation(**{**first.to_dict(), "objective": float(np.median([r.objective for r in rounds])),
+                             "objective_range": [min(r[0] for r in ranges), max(r[1] for r in ranges)] if ranges
+                             else None, "build_s": float(np.median([r.build_s for r in rounds]))})
+    return Outcome(source, number, combined, seconds)
 
 
 def recommendation_yaml(winner: Outcome, default_build: dict[str, Any], target: float, objective: Objective,
@@ -167,9 +189,13 @@ def no_target_message(outcomes: Sequence[Outcome], target: float, trials: int) -
             f"{top.evaluation.recall:.3f} at {top.evaluation.describe()}")
 
 
-def cost_lines(rows: Sequence[SideBySide], session_s: float) -> list[str]:
+def cost_lines(rows: Sequence[SideBySide], session_s: float, rounds: int) -> list[str]:
     parts = [f"{row.label}: {row.builds} build{'s' if row.builds != 1 else ''}, {_fmt(row.seconds, 0)} s"
              for row in rows if row.builds]
+    retimed = {id(row.retimed): row.retimed for row in rows if row.retimed is not None}
+    if retimed:
+        parts.append(f"back-to-back check: {rounds * len(retimed)} builds, "
+                     f"{_fmt(sum(o.seconds for o in retimed.values()), 0)} s")
     return [f"tuning cost: {'; '.join(parts)} (trial wall times, all runs of the study); this run {session_s:.0f} s"]
 
 
@@ -182,10 +208,11 @@ def summary_lines(winner: Optional[Outcome], ties: Sequence[Outcome], objective:
         return []
     digits = _digits(objective)
     e = winner.evaluation
-    lines = [f"recommended: {e.describe()}: {objective.label} {_fmt(e.objective, digits)} "
+    source = f"{winner.source} trial {winner.number}" if winner.number >= 0 else winner.source
+    lines = [f"recommended ({source}): {e.describe()}: {objective.label} {_fmt(e.objective, digits)} "
              f"({_interval(e.objective_range, digits)}), recall {e.recall:.3f} ({_interval(e.recall_ci, 3)})"]
     for tie in ties:
         t = tie.evaluation
-        lines.append(f"  {APPROX} {t.describe()}: {objective.label} {_fmt(t.objective, digits)} "
+        lines.append(f"  {APPROX} {t.describe()} ({tie.source}): {objective.label} {_fmt(t.objective, digits)} "
                      f"({_interval(t.objective_range, digits)}) within the noise")
     return lines

@@ -102,16 +102,16 @@ def directions(objective: Objective, multi: bool) -> list[str]:
     return [objective.direction] + (["minimize", "minimize"] if multi else [])
 
 
-def _sampler(tune: TuneConfig) -> optuna.samplers.BaseSampler:
+def _sampler(tune: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
     if tune.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=tune.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if tune.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=tune.seed)
+        return optuna.samplers.NSGAIISampler(seed=seed)
     # multivariate: nlist, M and efConstruction interact; TPE models them jointly.
-    return optuna.samplers.TPESampler(seed=tune.seed, n_startup_trials=tune.startup_trials, multivariate=True)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=tune.startup_trials, multivariate=True)
 
 
-def open_study(name: str, outdir: Path, sampler: optuna.samplers.BaseSampler, dirs: list[str],
+def open_study(name: str, outdir: Path, sampler: Optional[optuna.samplers.BaseSampler], dirs: list[str],
                settings: Mapping[str, Any]) -> optuna.Study:
     """Create the study, or load it to resume; refuses one created under other settings."""
     storage = optuna.storages.RDBStorage(storage_url(outdir))
@@ -180,7 +180,9 @@ def _objective_fn(ctx: TrialContext, spaces: Mapping[str, Space], multi: bool,
 
 def run_tuner(ctx: TrialContext, spaces: Mapping[str, Space], tune: TuneConfig, outdir: Path,
               settings: Mapping[str, Any], on_done: Callable[[Outcome], None]) -> optuna.Study:
-    study = open_study(tune.study, outdir, _sampler(tune), directions(ctx.objective, tune.multi_objective), settings)
+    study = open_study(tune.study, outdir, None, directions(ctx.objective, tune.multi_objective), settings)
+    # Seeded by the trials so far: a resumed study does not draw its first trials' parameters again.
+    study.sampler = _sampler(tune, tune.seed + len(study.trials))
     done = len(completed(study))
     remaining = tune.trials - done
     if done:
@@ -230,7 +232,3 @@ def outcomes(study: optuna.Study, source: str) -> list[Outcome]:
 def defaults(study: optuna.Study) -> list[Outcome]:
     return [Outcome("default", -1, Evaluation.from_dict(v["evaluation"]), v["seconds"])
             for k, v in sorted(study.user_attrs.items()) if k.startswith(DEFAULT_PREFIX)]
-
-
-def interrupted_trials(study: Optional[optuna.Study]) -> int:
-    return 0 if study is None else len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))

@@ -107,21 +107,11 @@ def timing_search_config(search: SearchConfig, objective: Objective) -> SearchCo
 
 
 def evaluate_build(ctx: TrialContext, space: Space, build: Mapping[str, int]) -> Evaluation:
-    """Build, bisect, time: one trial (module docstring)."""
+    """Build, search for the smallest search value reaching the target, time it: one trial (module docstring)."""
     build = {k: int(v) for k, v in build.items()}
-    k = ctx.search.top_k
-    low, high = space.search.bounds(build, k, ctx.corpus_size)
+    low, high = space.search.bounds(build, ctx.search.top_k, ctx.corpus_size)
     check_search_bounds(space, low, high, build)
-    validate_index(space.index_type, build, [{space.search.name: low}, {space.search.name: high}],
-                   store=ctx.store.kind, metric=ctx.search.metric, top_k=k)
-    evaluation = Evaluation(index_type=space.index_type, build=build, search_param=space.search.name, feasible=False,
-                            memory_bytes=_index_bytes(ctx, space.index_type, build))
-    log.info("building %s %s", space.index_type, build)
-    start = time.perf_counter()
-    ctx.store.build_index(space.index_type, build)
-    ctx.store.load()
-    evaluation.build_s = time.perf_counter() - start
-
+    evaluation = _build(ctx, space, build, [low, high])
     value, recall, interval, probes = smallest_reaching_target(ctx, space.search.name, low, high)
     evaluation.probes = probes
     evaluation.search_value, evaluation.recall, evaluation.recall_ci = value, recall, interval
@@ -131,6 +121,27 @@ def evaluate_build(ctx: TrialContext, space: Space, build: Mapping[str, int]) ->
         return evaluation
     evaluation.feasible = True
     _time_point(ctx, evaluation)
+    return evaluation
+
+
+def retime(ctx: TrialContext, space: Space, earlier: Evaluation) -> Evaluation:
+    """An earlier trial's configuration built again and timed at its search value (no search for it)."""
+    evaluation = _build(ctx, space, dict(earlier.build), [earlier.search_value])
+    evaluation.search_value, evaluation.feasible = earlier.search_value, True
+    _time_point(ctx, evaluation)
+    return evaluation
+
+
+def _build(ctx: TrialContext, space: Space, build: dict[str, int], search_values: list[int]) -> Evaluation:
+    validate_index(space.index_type, build, [{space.search.name: v} for v in search_values], store=ctx.store.kind,
+                   metric=ctx.search.metric, top_k=ctx.search.top_k)
+    evaluation = Evaluation(index_type=space.index_type, build=build, search_param=space.search.name, feasible=False,
+                            memory_bytes=_index_bytes(ctx, space.index_type, build))
+    log.info("building %s %s", space.index_type, build)
+    start = time.perf_counter()
+    ctx.store.build_index(space.index_type, build)
+    ctx.store.load()
+    evaluation.build_s = time.perf_counter() - start
     return evaluation
 
 
