@@ -175,8 +175,9 @@ def _write_outputs(cfg: Config, outdir: Path, tuner: optuna.Study, found: Found,
         command = report.command_line(winner, overrides)
         outcome_lines += ["", "run it:", f"  {command}", "", "recommendation.yaml, beside the default "
                           f"(conf/index/{winner.evaluation.index_type}.yaml):", "",
-                          *_side_by_side(yaml_text, winner.evaluation.index_type)]
-    lines += ["", "## Recommendation", "", "```", *outcome_lines, "```"] if outcome_lines else []
+                          *_yaml_beside_default(yaml_text, winner.evaluation.index_type)]
+    missed = None if winner else report.no_target_message(everything, tune_cfg.target_recall, len(tuned))
+    lines += ["", "## Recommendation", "", "```", *(outcome_lines or [missed]), "```"]
     (outdir / "tuning.md").write_text("\n".join(lines) + "\n")
     if tuned:
         plots.write(outdir / "history.png", plots.history(tuned, objective, tune_cfg.target_recall, k,
@@ -187,7 +188,7 @@ def _write_outputs(cfg: Config, outdir: Path, tuner: optuna.Study, found: Found,
     print("\n".join(report.cost_lines(side, session_s, cfg.tune.final_rounds)))
     if winner is None:
         print(f"study: {outdir / study.STUDY_FILE}, tables: {outdir / 'tuning.md'}")
-        print(f"error: {report.no_target_message(everything, tune_cfg.target_recall, len(tuned))}", file=sys.stderr)
+        print(f"error: {missed}", file=sys.stderr)
         return 1
     print("\n".join(outcome_lines))
     print(f"\nstudy: {outdir / study.STUDY_FILE}, tables: {outdir / 'tuning.md'}, plots: {outdir / 'history.png'}, "
@@ -195,7 +196,7 @@ def _write_outputs(cfg: Config, outdir: Path, tuner: optuna.Study, found: Found,
     return 0
 
 
-def _side_by_side(yaml_text: str, index_type: str, width: Optional[int] = None) -> list[str]:
+def _yaml_beside_default(yaml_text: str, index_type: str, width: Optional[int] = None) -> list[str]:
     """The recommended YAML (comments left out) beside the default config file, in two columns."""
     ours = [line for line in yaml_text.splitlines() if not line.startswith("#")]
     theirs = [line for line in (INDEX_DIR / f"{index_type}.yaml").read_text().splitlines()
