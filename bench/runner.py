@@ -26,6 +26,8 @@ from bench.measure.search import interleaved_trials, search_topk
 from bench.measure.stages import StageClock
 from bench.measure.statistics import with_intervals
 from bench.measure.workloads import filtered, streaming
+from bench.measure.workloads.context import WorkloadContext
+from bench.measure.workloads.serve import ServeWorkload
 from bench.models.convert import ConvertedModel
 from bench.models.embed import Embeddings, embed_images
 from bench.models.runtime import describe_runtime, validate_runtime
@@ -34,7 +36,7 @@ from bench.report.tables import load_table, model_table, search_table, to_markdo
 from bench.report.workload_tables import run_tables as workload_tables
 from bench.results import RunResult
 from bench.stores import CollectionSpec, VectorStore, open_store
-from bench.stores.indexes import check_dim, check_server_version, point_label, validate_index
+from bench.stores.indexes import check_dim, point_label, validate_index
 from bench.stores.insert import insert_batches
 from bench.stores.metadata import MetadataStore, open_metadata
 from bench.stores.urls import redact_config
@@ -63,6 +65,8 @@ def validate(cfg: Config) -> None:
     if any(c <= 0 for c in cfg.search.concurrency):
         raise BenchError(f"search.concurrency={list(cfg.search.concurrency)} must hold positive thread counts")
     workloads.validate(cfg.workload, len(cfg.index.search))
+    if cfg.workload.kind == "serve":
+        ServeWorkload.validate(cfg)
     validate_precision(cfg.model)
     validate_runtime(cfg.runtime)
 
@@ -79,11 +83,9 @@ def _paths_namespace(dataset: str, ids: np.ndarray, paths: dict[int, str]) -> st
     return f"{dataset}_{digest[:8]}"
 
 
-def collection_name(cfg: Config, model: str, dataset: str, fingerprint: str) -> str:
-    """store.collection when set; else one name per distinct data, so runs of other configs
-    (another input size, sample size or metadata backend) never collide with this one."""
-    if cfg.store.collection:
-        return cfg.store.collection
+def collection_name(model: str, dataset: str, fingerprint: str) -> str:
+    """One name per distinct data, so runs of other configs (another input size, sample size or metadata
+    backend) never collide with this one; a store with its own naming setting may override it."""
     return re.sub(r"[^A-Za-z0-9_]", "_", f"bench_{model}_{dataset}_{fingerprint[:8]}")
 
 
@@ -187,7 +189,8 @@ def convert_and_embed(cfg: Config, result: RunResult, clock: StageClock) -> Vect
     skipped = [asdict(s) for s in dataset.skipped] + [asdict(s) for s in emb.skipped]
     result.set("dataset", {"name": dataset.name, "num_images": len(dataset.images) + len(dataset.skipped),
                            "num_corpus": len(corpus_ids), "num_queries": len(query_ids), "skipped": skipped,
-                           "num_skipped": len(skipped), "query_image_ids": query_ids})
+                           "num_skipped": len(skipped), "query_image_ids": query_ids,
+                           **({"files_sha256": dataset.files} if dataset.files else {})})
     return Vectors(model=model, dataset_name=dataset.name, corpus_ids=corpus_ids, corpus_vectors=corpus_vectors,
                    query_ids=query_ids, query_vectors=query_vectors,
                    labels={r.image_id: set(r.category_ids) for r in dataset.images},
@@ -210,6 +213,11 @@ def _fidelity(cfg: Config, result: RunResult, vectors: Vectors, topk: dict[str, 
                                            vectors.model.variant.get("onnx_bytes")))
     section["reference"] = {"model": vectors.reference.name, "onnx_sha256": vectors.reference.onnx_sha256,
                             "embedding_from_cache": vectors.reference_embeddings.cached}
+    warning = fidelity.saturation_warning(section["cosine"].get("p1"), vectors.model.variant.get("settings") or {},
+                                          result.data["provenance"]["hardware"])
+    if warning:
+        log.warning(warning)
+        section["warning"] = warning
     return section
 
 
@@ -218,7 +226,7 @@ def open_backends(cfg: Config, vectors: Vectors, index_types: list[str]) -> tupl
     store = open_store(cfg.store)
     try:
         for index_type in index_types:
-            check_server_version(index_type, cfg.store.kind, store.server_version())
+            store.check_index(index_type)
         # id -> path belongs to the images, not the model: one namespace per distinct image list.
         metadata = open_metadata(cfg.metadata, namespace=_paths_namespace(vectors.dataset_name, vectors.corpus_ids,
                                                                            vectors.paths))
@@ -229,26 +237,26 @@ def open_backends(cfg: Config, vectors: Vectors, index_types: list[str]) -> tupl
 
 
 def collection_spec(cfg: Config, vectors: Vectors, data: Vectors, with_paths: bool,
-                    suffix: str = "") -> CollectionSpec:
+                    scratch: bool = False) -> CollectionSpec:
     """The collection holding ``data`` (all of ``vectors``' corpus, or part of it) embedded by its model."""
     model = vectors.model
     fingerprint = _fingerprint(model, data.corpus_ids, with_paths)
-    return CollectionSpec(name=collection_name(cfg, model.name, vectors.dataset_name, fingerprint) + suffix,
+    return CollectionSpec(name=collection_name(model.name, vectors.dataset_name, fingerprint),
                           dim=model.embedding_dim, metric=cfg.search.metric, fingerprint=fingerprint,
-                          with_paths=with_paths)
+                          with_paths=with_paths, scratch=scratch)
 
 
 def _load_and_search(cfg: Config, result: RunResult, vectors: Vectors, exact_ids: np.ndarray,
                      quality_of: _CategoryQuality, topk: dict[str, np.ndarray], clock: StageClock) -> None:
+    model = vectors.model
     stream, prepared = cfg.workload.kind == "streaming", False
     store, metadata = open_backends(cfg, vectors, [cfg.index.type])
     try:
-        result.data["provenance"]["store"] = {"kind": cfg.store.kind, "version": store.server_version(),
-                                              "consistency_level": cfg.store.consistency_level}
+        result.data["provenance"]["store"] = store.describe()
         result.set("metadata", metadata.describe())
         # workload=streaming: half the corpus is loaded and indexed, the other half arrives while searching.
         initial = streaming.initial_half(vectors) if stream else vectors
-        spec = collection_spec(cfg, vectors, initial, metadata.paths_in_search, suffix="_stream" if stream else "")
+        spec = collection_spec(cfg, vectors, initial, metadata.paths_in_search, scratch=stream)
         prepared = True
         with clock("load"):
             load = load_collection(store, metadata, spec, initial, cfg)
@@ -268,6 +276,12 @@ def _load_and_search(cfg: Config, result: RunResult, vectors: Vectors, exact_ids
                                                     list(cfg.index.search), vectors.corpus_ids,
                                                     vectors.corpus_vectors, vectors.labels, vectors.categories,
                                                     vectors.query_vectors, quality_of, cfg.stats.confidence))
+        if cfg.workload.kind == "serve":
+            with clock("serve"):
+                context = WorkloadContext(cfg, store, metadata, model, vectors.query_ids, vectors.query_vectors,
+                                          vectors.corpus_ids, vectors.paths, exact_ids, result.data["search"]["points"],
+                                          result.outdir, publish=lambda section: result.set("serve", section))
+                result.set("serve", ServeWorkload().run(context))
     finally:
         if stream and prepared:
             streaming.drop_scratch(store)
@@ -325,7 +339,7 @@ def load_collection(store: VectorStore, metadata: MetadataStore, spec: Collectio
         start = time.perf_counter()
         with tqdm(total=rows, desc="insert", unit="row", disable=None) as bar:
             insert_batches(store, ids, vectors, id_paths, [sorted(labels[int(i)]) for i in ids],
-                           cfg.store.insert_batch_size, cfg.store.insert_threads, progress=bar.update)
+                           cfg.store.insert_batch_size, store.insert_threads, progress=bar.update)
         load["insert_s"] = time.perf_counter() - start
         load["insert_rows_per_s"] = rows / load["insert_s"]
     start = time.perf_counter()

@@ -64,3 +64,33 @@ def test_point_label():
     assert point_label({"nprobe": 8}) == "nprobe=8"
     assert point_label({"ef": 10, "x": 1}) == "ef=10,x=1"
     assert point_label({}) == "default"
+
+
+# -- which stores build what: their capabilities, through the registry -----------------------------
+def test_every_store_config_file_is_a_registered_kind_typed_by_its_own_schema():
+    from pathlib import Path
+
+    import yaml
+
+    from bench.stores import registry
+
+    files = sorted((Path(__file__).parent.parent / "conf" / "store").glob("*.yaml"))
+    assert [p.stem for p in files] == sorted(registry.kinds())
+    for path in files:
+        data = yaml.safe_load(path.read_text())
+        assert data["kind"] == path.stem and f"/store_schema/{path.stem}@_here_" in data["defaults"]
+
+
+def test_capabilities_say_what_each_milvus_flavour_builds():
+    from bench.stores import capabilities
+
+    lite, server = capabilities("milvus_lite"), capabilities("milvus_server")
+    assert "IVF_PQ" not in lite.index_types and {"IVF_PQ", "SCANN", "DISKANN"} <= server.index_types
+    assert lite.embedded and not server.embedded
+    assert lite.min_rows_to_index == 0 and server.min_rows_to_index == 1024
+    assert lite.filters and server.filters
+
+
+def test_an_unknown_store_kind_is_a_one_line_error():
+    with pytest.raises(BenchError, match=r"unknown store.kind 'milvus': choose one of milvus_lite, milvus_server"):
+        check("FLAT", {}, [{}], store="milvus")

@@ -19,7 +19,8 @@ from bench.measure.statistics import (APPROX, all_within_noise, bootstrap_ci, ci
 from bench.measure.timing import summarize_latencies
 from bench.report.comparison_tables import operating_points_table
 from bench.report.significance import marks_vs_best, percentile_cell
-from bench.stores.base import SearchHits
+from bench.stores.base import CollectionSpec, SearchHits
+from bench.stores.faiss_store import FaissConfig, FaissStore
 
 
 def test_min_samples_match_the_binomial_bound():
@@ -99,16 +100,19 @@ def test_embedding_spread_from_per_batch_times():
     assert embedding_spread([]) is None  # a cache hit measures no batch
 
 
-class _CountingStore:
-    """Records the order in which parameter points are searched; answers instantly."""
+class _CountingStore(FaissStore):
+    """store=faiss (FLAT over a few rows), recording the order in which parameter points are searched."""
 
     def __init__(self):
+        super().__init__(FaissConfig())
+        self.prepare(CollectionSpec("c", 4, "IP", "f", with_paths=False), 8)
+        self.insert(np.arange(8), np.eye(8, 4, dtype=np.float32), [], [[1]] * 8)
+        self.build_index("FLAT", {})
         self.calls: list[str] = []
 
-    def search(self, vectors, k, params, with_paths=False):
+    def search(self, vectors, k, params, with_paths=False, filter=None):
         self.calls.append(params["p"])
-        nq = len(vectors)
-        return SearchHits(ids=np.zeros((nq, k), dtype=np.int64), distances=np.zeros((nq, k), dtype=np.float32))
+        return super().search(vectors, k, {}, with_paths, filter)
 
 
 class _NoMetadata:

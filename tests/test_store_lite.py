@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.config import StoreConfig
 from bench.errors import BenchError
 from bench.measure.evaluate import exact_topk, recall_at_k
 from bench.stores import CollectionSpec, open_store
+from bench.stores.milvus import MilvusConfig
 from tests.helpers import clustered as make_clustered
 
 DIM = 32
@@ -19,7 +19,7 @@ def clustered(n: int, seed: int = 0, clusters: int = 20) -> np.ndarray:
 
 @pytest.fixture
 def store(tmp_path):
-    s = open_store(StoreConfig(uri=str(tmp_path / "lite.db"), index_timeout_s=60))
+    s = open_store(MilvusConfig(uri=str(tmp_path / "lite.db"), index_timeout_s=60))
     yield s
     s.close()
 
@@ -70,7 +70,7 @@ def test_failed_build_leaves_no_phantom_index(store):
 
 
 def test_collection_with_other_data_is_refused_and_identical_data_reused(tmp_path):
-    cfg = StoreConfig(uri=str(tmp_path / "lite.db"))
+    cfg = MilvusConfig(uri=str(tmp_path / "lite.db"))
     store = open_store(cfg)
     vectors = clustered(100)
     assert fill(store, vectors) is False
@@ -86,4 +86,4 @@ def test_collection_with_other_data_is_refused_and_identical_data_reused(tmp_pat
 
 def test_lite_uri_must_be_a_db_file(tmp_path):
     with pytest.raises(BenchError, match="ending in .db"):
-        open_store(StoreConfig(uri=str(tmp_path / "lite")))
+        open_store(MilvusConfig(uri=str(tmp_path / "lite")))

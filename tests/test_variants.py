@@ -11,12 +11,14 @@ from dataclasses import replace
 import onnx
 import pytest
 
+from bench import cpu
+from bench.config import QuantConfig
 from bench.data.dataset import ImageRecord
 from bench.data.sample import ensure_sample
 from bench.errors import BenchError
 from bench.models.convert import ConvertedModel, ensure_onnx
 from bench.models.variants import (PRECISIONS, calibration_records, ensure_model, ensure_variant,
-                                   validate_precision, variant_settings)
+                                   resolve_reduce_range, validate_precision, variant_settings)
 from tests.helpers import small_model_cfg
 
 NUM_IMAGES = 12
@@ -61,6 +63,9 @@ def test_int8_is_a_calibrated_qdq_model_close_to_fp32(int8, parent):
     assert {"QuantizeLinear", "DequantizeLinear"} <= op_types(model.onnx_path)  # QDQ format
     assert variant["settings"] == variant_settings(small_model_cfg(precision="int8", calibration_images=8))
     assert variant["settings"]["per_channel"] and variant["settings"]["weight_type"] == "QInt8"
+    # reduce_range=auto, resolved for this CPU: on where its u8s8 kernels saturate (x86 without VNNI).
+    assert variant["settings"]["reduce_range_setting"] == "auto"
+    assert variant["settings"]["reduce_range"] is (not cpu.detect()["int8_dot_product"])
     assert len(variant["calibration"]) == 8 and all(c["sha256"] for c in variant["calibration"])
     # Recorded: seconds, size (int8 weights: about a quarter of the FP32 file) and parity with the parent.
     assert variant["seconds"] > 0 and set(variant["steps_s"]) >= {"pre_process_s", "quantize_s", "parity_s"}
@@ -87,6 +92,34 @@ def test_variant_is_cached_under_a_key_of_every_setting(int8, parent, corpus):
     sidecar["variant"]["key"] = "0" * 64
     model.onnx_path.with_suffix(".json").write_text(json.dumps(sidecar))
     assert ensure_variant(parent, cfg, calibration_records(cfg, corpus), cache).variant["cached"] is False
+
+
+def test_quant_settings_shape_the_file_and_its_key(int8, parent, corpus):
+    model, cache = int8
+    forced = "false" if model.variant["settings"]["reduce_range"] else "true"  # the other way than auto chose
+    cfg = small_model_cfg(precision="int8", calibration_images=8, quant=QuantConfig(reduce_range=forced))
+    other = ensure_variant(parent, cfg, calibration_records(cfg, corpus), cache)
+    assert other.variant["cached"] is False and other.onnx_sha256 != model.onnx_sha256
+    assert other.variant["settings"]["reduce_range"] is (forced == "true")
+    assert other.variant["settings"]["reduce_range_setting"] == forced
+    u8u8 = small_model_cfg(precision="int8", calibration_images=8,
+                           quant=QuantConfig(weight_type="QUInt8", per_channel=False, calibrate_method="Percentile"))
+    made = ensure_variant(parent, u8u8, calibration_records(u8u8, corpus), cache)
+    assert made.onnx_sha256 not in (model.onnx_sha256, other.onnx_sha256)
+    assert {k: made.variant["settings"][k] for k in ("weight_type", "per_channel", "calibrate_method")} == {
+        "weight_type": "QUInt8", "per_channel": False, "calibrate_method": "Percentile"}
+    weights = {init.data_type for init in onnx.load(str(made.onnx_path)).graph.initializer if len(init.dims) == 4}
+    assert weights == {onnx.TensorProto.UINT8}  # the quantized conv weights are unsigned now
+
+
+def test_reduce_range_auto_follows_the_cpu(monkeypatch):
+    auto = QuantConfig()
+    monkeypatch.setattr(cpu, "detect", lambda: {"arch": "x86", "int8_dot_product": False})
+    assert resolve_reduce_range(auto) is True  # AVX2 without VNNI: 7-bit weights, as onnxruntime advises
+    monkeypatch.setattr(cpu, "detect", lambda: {"arch": "x86", "int8_dot_product": True})
+    assert resolve_reduce_range(auto) is False
+    assert resolve_reduce_range(QuantConfig(reduce_range=True)) is True  # a YAML bool works as well as "true"
+    assert resolve_reduce_range(QuantConfig(reduce_range="False")) is False
 
 
 def test_dynamic_int8_and_fp16(parent, corpus, tmp_path):
@@ -126,6 +159,12 @@ def test_bad_settings_are_one_line_errors(parent, corpus, models_dir):
     assert list(PRECISIONS) == ["fp32", "int8", "int8_dynamic", "fp16"]
     with pytest.raises(BenchError, match="calibration_images=0 must be at least 1"):
         validate_precision(small_model_cfg(precision="int8", calibration_images=0))
+    with pytest.raises(BenchError, match="model.quant.reduce_range='sometimes' must be auto, true or false"):
+        validate_precision(small_model_cfg(precision="int8", quant=QuantConfig(reduce_range="sometimes")))
+    with pytest.raises(BenchError, match="model.quant.calibrate_method='KL' is not one of MinMax, Entropy, Percentile"):
+        validate_precision(small_model_cfg(precision="int8", quant=QuantConfig(calibrate_method="KL")))
+    with pytest.raises(BenchError, match="model.quant.weight_type='QInt4' is not one of QUInt8, QInt8"):
+        validate_precision(small_model_cfg(precision="int8", quant=QuantConfig(weight_type="QInt4")))
     with pytest.raises(BenchError, match=f"calibration_images=50 is more than the {NUM_IMAGES} corpus images"):
         ensure_model(small_model_cfg(precision="int8", calibration_images=50), corpus, models_dir)
 

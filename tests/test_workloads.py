@@ -2,7 +2,6 @@
 and the streaming loop against an in-memory store, including a rate the store cannot keep."""
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -11,11 +10,11 @@ import pytest
 from bench.config import SearchConfig, WorkloadConfig
 from bench.errors import BenchError
 from bench.measure import workloads
-from bench.measure.evaluate import exact_topk
 from bench.measure.workloads import filtered, streaming
 from bench.report.tables import to_markdown
 from bench.report.workload_tables import filtered_table, run_tables
-from bench.stores.base import SearchHits
+from bench.stores.base import CollectionSpec, SearchHits
+from bench.stores.faiss_store import FaissConfig, FaissStore
 from bench.stores.metadata import MilvusFieldMetadata
 from tests.helpers import clustered
 
@@ -82,7 +81,7 @@ def test_flat_self_check_fails_loudly_and_tolerates_only_ties():
     filtered.flat_self_check("FLAT", bucket, tie, exact, recall=2 / 3)  # another id at an equal distance
     wrong = SearchHits(ids=np.array([[1, 2, 9]]), distances=np.array([[0.9, 0.8, 0.5]], dtype=np.float32))
     with pytest.raises(BenchError, match=r"self-check failed: FLAT's filtered recall is 0.6667, not 1.0, for "
-                                         r"array_contains\(category_ids, 5\) \(clock, 1.20%"):
+                                         r"category_ids contains 5 \(clock, 1.20%"):
         filtered.flat_self_check("FLAT", bucket, wrong, exact, recall=2 / 3)
     filtered.flat_self_check("HNSW", bucket, wrong, exact, recall=2 / 3)  # ANN may miss
 
@@ -108,36 +107,29 @@ def test_a_filter_on_a_dataset_without_labels_is_refused():
     workloads.check_labels(WorkloadConfig(kind="streaming"), "photos", [(), ()])  # streaming needs none
 
 
-# -- streaming against an in-memory store ---------------------------------------------------------
-class MemoryStore:
-    """Exact search over the rows inserted so far, thread-safe; insert can be made slow."""
-
-    kind = "memory"
+# -- streaming against the in-process faiss store -------------------------------------------------
+class FaissFlat(FaissStore):
+    """store=faiss with a FLAT index (exact, so recall at the end must be 1.0); insert can be made slow."""
 
     def __init__(self, dim: int, insert_delay_s: float = 0.0):
-        self.ids, self.vectors = np.empty(0, dtype=np.int64), np.empty((0, dim), dtype=np.float32)
-        self.insert_delay_s, self.lock = insert_delay_s, threading.Lock()
+        super().__init__(FaissConfig())
+        self.insert_delay_s = insert_delay_s
+        self.prepare(CollectionSpec("stream", dim, "IP", "f", with_paths=True, scratch=True), 0)
 
     def insert(self, ids, vectors, paths, labels):
         time.sleep(self.insert_delay_s)
-        with self.lock:
-            self.ids = np.concatenate([self.ids, ids])
-            self.vectors = np.concatenate([self.vectors, vectors])
+        super().insert(ids, vectors, paths, labels)
 
-    def search(self, vectors, k, params, with_paths=False, filter=None):
-        with self.lock:
-            ids, base = self.ids.copy(), self.vectors.copy()
-        rows, distances = exact_topk(base, vectors, min(k, len(ids)), "IP")
-        out = np.full((len(vectors), k), -1)
-        out[:, :rows.shape[1]] = ids[rows]
-        return SearchHits(ids=out, distances=np.zeros((len(vectors), k), dtype=np.float32),
-                          paths=[["p"] * k for _ in vectors] if with_paths else None)
+    @property
+    def ids(self) -> np.ndarray:
+        return self._ids
 
 
 def _stream(store, cfg, n=120, dim=16):
     corpus, queries = clustered(n, dim, seed=3), clustered(8, dim, seed=4)
     ids = np.arange(1000, 1000 + n)
-    store.insert(ids[::2], corpus[::2], [], [])
+    store.insert(ids[::2], corpus[::2], [f"{i}.jpg" for i in ids[::2]], [[1]] * len(ids[::2]))
+    store.build_index("FLAT", {})
     start = time.perf_counter()
     section = streaming.run(store, MilvusFieldMetadata(), cfg, SearchConfig(top_k=5), {}, "default", ids[::2],
                             corpus[::2], ids[1::2], corpus[1::2], [f"{i}.jpg" for i in ids[1::2]],
@@ -148,7 +140,7 @@ def _stream(store, cfg, n=120, dim=16):
 def test_streaming_measures_every_phase_freshness_and_recall():
     cfg = WorkloadConfig(kind="streaming", insert_rows_per_s=200, insert_batch_size=10, search_qps=50, window_s=0.3,
                          freshness_samples=4)
-    section, seconds = _stream(MemoryStore(16), cfg)
+    section, seconds = _stream(FaissFlat(16), cfg)
     ins = section["insert"]
     assert ins["complete"] and ins["rows_inserted"] == 60 and ins["rows_inserted_after_deadline"] == 0
     assert 100 <= ins["rows_reached_per_s"] <= 200  # 60 rows in slots of 50 ms: never faster than asked
@@ -163,7 +155,7 @@ def test_streaming_measures_every_phase_freshness_and_recall():
 def test_a_rate_the_store_cannot_keep_is_reached_vs_asked_and_bounded_in_time():
     cfg = WorkloadConfig(kind="streaming", insert_rows_per_s=10_000, insert_batch_size=5, search_qps=20, window_s=0.1,
                          max_insert_s=0.5, freshness_samples=2)
-    store = MemoryStore(16, insert_delay_s=0.1)  # at most ~50 rows/s
+    store = FaissFlat(16, insert_delay_s=0.1)  # at most ~50 rows/s
     section, seconds = _stream(store, cfg)
     ins = section["insert"]
     assert not ins["complete"] and ins["rows_inserted"] < 60
@@ -174,7 +166,7 @@ def test_a_rate_the_store_cannot_keep_is_reached_vs_asked_and_bounded_in_time():
 
 
 def test_a_failing_store_stops_the_measurement_with_its_error():
-    class Broken(MemoryStore):
+    class Broken(FaissFlat):
         def search(self, *args, **kwargs):
             raise BenchError("store went away")
 

@@ -32,13 +32,14 @@ from typing import Any, Iterable, Optional, Sequence
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.gate import cpu_class
 from bench.gate.config import DETERMINISTIC_KINDS, GateConfig, load_gate_config
 from bench.measure.statistics import as_interval, relative_noise
 from bench.results import dig, find_runs, load_results
 
 RELATIVE_KINDS = ("throughput", "latency", "build")
 ONLY_CHOICES = ("all", "deterministic", "timing")
-VERDICTS = ("REGRESSION", "missing", "improved", "new", "ok")
+VERDICTS = ("REGRESSION", "missing", "improved", "new", cpu_class.NOT_COMPARED, "ok")
 RUN_LEVEL = "—"  # the point column of metrics that belong to the whole run
 EPSILON = 1e-12  # float slack on absolute thresholds: a drop of exactly the threshold passes
 
@@ -48,6 +49,11 @@ class Metric:
     name: str
     kind: str  # see bench.gate.config.KINDS
     higher_is_better: bool
+    family: str = ""  # the name without top-K or search point ("fidelity overlap"): what cpu_class_floors name
+
+    @property
+    def group(self) -> str:
+        return self.family or self.name
 
     @property
     def deterministic(self) -> bool:
@@ -92,8 +98,9 @@ def run_level_metrics(result: dict) -> list[MetricValue]:
         return None if stale else _number(dig(embedding, *path))
 
     return [
-        MetricValue(Metric(f"exact precision@{k}", "quality", True), _number(dig(result, "exact", "precision_at_k"))),
-        MetricValue(Metric(f"exact mAP@{k}", "quality", True), _number(dig(result, "exact", "map_at_k"))),
+        MetricValue(Metric(f"exact precision@{k}", "quality", True, "exact precision"),
+                    _number(dig(result, "exact", "precision_at_k"))),
+        MetricValue(Metric(f"exact mAP@{k}", "quality", True, "exact mAP"), _number(dig(result, "exact", "map_at_k"))),
         MetricValue(Metric("parity max rel diff", "parity", False),
                     _number(dig(result, "model", "conversion", "parity", "max_rel_diff"))),
         MetricValue(Metric("embed img/s end-to-end", "throughput", True), emb("images_per_s_end_to_end"), stale),
@@ -109,7 +116,33 @@ def run_level_metrics(result: dict) -> list[MetricValue]:
         MetricValue(Metric("index build s", "build", False), _number(load.get("build_s"))),
         MetricValue(Metric("index load s", "build", False), _number(load.get("load_s"))),
         *fidelity_metrics(result),
+        *serving_metrics(result),
     ]
+
+
+def serving_metrics(result: dict) -> list[MetricValue]:
+    """workload=serve's figures (bench.measure.workloads.serve): timings, so compared by ``--against`` alone,
+    never by the exact gate. A test LoadGen judged INVALID still has its figure; the note says so."""
+    serve = result.get("serve") or {}
+    if not serve:
+        return []
+
+    def verdict(level: dict) -> str:
+        return "" if not level or level.get("valid") is not False else f"{level.get('scenario')} run INVALID"
+
+    single, offline, peak = serve.get("single_stream") or {}, serve.get("offline") or {}, serve.get("peak") or {}
+    calibration = serve.get("calibration") or {}
+    values = [
+        MetricValue(Metric("serve SingleStream p90 ms", "latency", False),
+                    _number((single.get("latency_ms") or {}).get("p90")), verdict(single)),
+        MetricValue(Metric("serve Offline QPS", "throughput", True), _number(offline.get("completed_qps")),
+                    verdict(offline)),
+        MetricValue(Metric("serve null-SUT max QPS", "throughput", True), _number(calibration.get("null_sut_qps"))),
+    ]
+    if peak:
+        values.append(MetricValue(Metric("serve max Server QPS at bound", "throughput", True), _number(peak.get("qps")),
+                                  "" if peak.get("reached") else "bound not reached at any probe"))
+    return values
 
 
 def fidelity_metrics(result: dict) -> list[MetricValue]:
@@ -121,13 +154,13 @@ def fidelity_metrics(result: dict) -> list[MetricValue]:
     values = [
         MetricValue(Metric("fidelity cosine min", "quality", True), _number(dig(fidelity, "cosine", "min"))),
         MetricValue(Metric("fidelity cosine p1", "quality", True), _number(dig(fidelity, "cosine", "p1"))),
-        MetricValue(Metric(f"fidelity overlap@{k}", "quality", True),
+        MetricValue(Metric(f"fidelity overlap@{k}", "quality", True, "fidelity overlap"),
                     _number(dig(fidelity, "exact", "overlap_at_k"))),
         MetricValue(Metric("fidelity RBO", "quality", True), _number(dig(fidelity, "exact", "rbo"))),
     ]
     for point in fidelity.get("points") or []:
-        values.append(MetricValue(Metric(f"fidelity recall@{k} vs FP32 exact, {point.get('label')}", "quality", True),
-                                  _number(point.get("recall_at_k"))))
+        values.append(MetricValue(Metric(f"fidelity recall@{k} vs FP32 exact, {point.get('label')}", "quality", True,
+                                         "fidelity recall vs FP32 exact"), _number(point.get("recall_at_k"))))
     return values
 
 
@@ -138,9 +171,9 @@ def point_metrics(result: dict, point: dict) -> list[MetricValue]:
     spread = point.get("spread") or {}
     latency_noise = spread.get("latency") or {}
     values = [
-        MetricValue(Metric(f"recall@{k}", "quality", True), _number(point.get("recall_at_k"))),
-        MetricValue(Metric(f"precision@{k}", "quality", True), _number(point.get("precision_at_k"))),
-        MetricValue(Metric(f"mAP@{k}", "quality", True), _number(point.get("map_at_k"))),
+        MetricValue(Metric(f"recall@{k}", "quality", True, "recall"), _number(point.get("recall_at_k"))),
+        MetricValue(Metric(f"precision@{k}", "quality", True, "precision"), _number(point.get("precision_at_k"))),
+        MetricValue(Metric(f"mAP@{k}", "quality", True, "mAP"), _number(point.get("map_at_k"))),
         *(MetricValue(Metric(f"search p{p} ms", "latency", False), _number(latency.get(f"p{p}_ms")),
                       noise=_latency_noise(latency, latency_noise, p)) for p in (50, 95, 99)),
         MetricValue(Metric("batch QPS", "throughput", True), _number(point.get("batch_qps")),
@@ -150,7 +183,7 @@ def point_metrics(result: dict, point: dict) -> list[MetricValue]:
         values.append(MetricValue(Metric(f"QPS@{threads}thr", "throughput", True), _number(qps),
                                   noise=relative_noise((spread.get("concurrent_qps") or {}).get(threads))))
     for name, value in sorted((point.get("overlap") or {}).items()):  # overlap@K with another model, if any
-        values.append(MetricValue(Metric(f"overlap {name}", "quality", True), _number(value)))
+        values.append(MetricValue(Metric(f"overlap {name}", "quality", True, "overlap"), _number(value)))
     return values
 
 
@@ -227,6 +260,8 @@ class Observation:
     current: Optional[float]
     note: str = ""
     noise: tuple[Optional[float], Optional[float]] = (None, None)  # (baseline, current) trial noise
+    # (baseline, current) CPU class where they differ and this quality row depends on it (bench.gate.cpu_class)
+    cpu_classes: Optional[tuple[str, str]] = None
 
 
 def observe(baseline: Sequence[dict], current: Sequence[dict]) -> tuple[list[Observation], list[str]]:
@@ -261,7 +296,8 @@ def _observe_run(key: str, base: Optional[dict], cur: Optional[dict]) -> list[Ob
                                f"current run {cur.get('status')}: {cur.get('error')}"))
     base_level = {m.metric.name: m for m in run_level_metrics(base)} if base is not None else {}
     cur_level = {m.metric.name: m for m in run_level_metrics(cur)} if cur is not None else {}
-    out += _observe_values(key, RUN_LEVEL, -1, base_level, cur_level, "")
+    classes = cpu_class.classes(base, cur)
+    out += _observe_values(key, RUN_LEVEL, -1, base_level, cur_level, "", classes)
 
     base_labels = _point_labels(base) if base is not None else []
     cur_labels = _point_labels(cur) if cur is not None else []
@@ -276,12 +312,13 @@ def _observe_run(key: str, base: Optional[dict], cur: Optional[dict]) -> list[Ob
         else:
             point = base_labels[i] if i is not None else cur_labels[j]
             note = ""
-        out += _observe_values(key, point, i if i is not None else 1000 + (j or 0), b, c, note)
+        out += _observe_values(key, point, i if i is not None else 1000 + (j or 0), b, c, note, classes)
     return out
 
 
 def _observe_values(key: str, point: str, position: int, base: dict[str, MetricValue],
-                    cur: dict[str, MetricValue], note: str) -> list[Observation]:
+                    cur: dict[str, MetricValue], note: str,
+                    classes: Optional[tuple[str, str]] = None) -> list[Observation]:
     names = list(base) + [n for n in cur if n not in base]
     out = []
     for order, name in enumerate(names):
@@ -292,7 +329,8 @@ def _observe_values(key: str, point: str, position: int, base: dict[str, MetricV
         notes = [n for n in (note, b.note if b else "", c.note if c else "") if n]
         out.append(Observation(key, point, (position, order), metric, b.value if b else None,
                                c.value if c else None, "; ".join(dict.fromkeys(notes)),
-                               (b.noise if b else None, c.noise if c else None)))
+                               (b.noise if b else None, c.noise if c else None),
+                               classes if metric.kind == "quality" else None))
     return out
 
 
@@ -310,6 +348,10 @@ def _context_notes(key: str, base: dict, cur: dict) -> list[str]:
     if (hw_a.get("cpu"), hw_a.get("cores")) != (hw_b.get("cpu"), hw_b.get("cores")):
         notes.append(f"{key}: other hardware ({hw_a.get('cpu')} x{hw_a.get('cores')} vs "
                      f"{hw_b.get('cpu')} x{hw_b.get('cores')}): its timings are not comparable")
+    classes = cpu_class.classes(base, cur)
+    if classes:
+        notes.append(f"{key}: other CPU class ({classes[0]} baseline, {classes[1]} now): its INT8 rows are "
+                     "checked against cpu_class_floors, not against the baseline's values")
     va, vb = dig(base, "provenance", "versions") or {}, dig(cur, "provenance", "versions") or {}
     changed = [f"{p} {va.get(p)} → {vb.get(p)}" for p in sorted(set(va) | set(vb)) if va.get(p) != vb.get(p)]
     if changed:
@@ -340,6 +382,8 @@ class Row:
     pairs: int = 1
     note: str = ""
     higher_is_better: bool = True
+    # Judged against this absolute floor instead of the baseline (an INT8 row from another CPU class)
+    floor: Optional[float] = None
 
 
 def _spread(values: Sequence[float]) -> float:
@@ -416,6 +460,32 @@ def judge(metric: Metric, baselines: Sequence[Optional[float]], currents: Sequen
         elif -worse > threshold + EPSILON:
             row.verdict = "improved"
     row.fails = row.verdict == "REGRESSION"
+    return row
+
+
+def judge_floor(metric: Metric, baselines: Sequence[Optional[float]], currents: Sequence[Optional[float]],
+                cfg: GateConfig, classes: tuple[str, str], *, run: str = "", point: str = RUN_LEVEL,
+                note: str = "") -> Row:
+    """A CPU-dependent row whose baseline was measured on another CPU class: the current value against the
+    family's floor in ``cpu_class_floors`` (a regression below it), or "not compared" where none is set.
+    The baseline value is shown, not judged."""
+    floor = cfg.cpu_class_floors.get(metric.group)
+    cur_values = [c for c in currents if c is not None]
+    base_values = [b for b in baselines if b is not None]
+    row = Row(metric.name, run, point, metric.kind, metric.deterministic,
+              statistics.median(base_values) if base_values else None,
+              statistics.median(cur_values) if cur_values else None, None, _threshold(metric, cfg), "ok", False,
+              pairs=len(cur_values), note="; ".join(filter(None, [note, cpu_class.floor_note(classes[0], floor)])),
+              higher_is_better=metric.higher_is_better, floor=floor)
+    if row.current is None:
+        row.verdict = "missing" if base_values else "new"
+        row.fails = row.verdict == "missing" and metric.kind in cfg.fail_on_missing
+    elif floor is None:
+        row.verdict = cpu_class.NOT_COMPARED
+    elif row.current < floor - EPSILON:
+        row.verdict, row.fails = "REGRESSION", True
+    if row.current is not None and row.baseline is not None:
+        row.change = row.current - row.baseline
     return row
 
 
@@ -520,6 +590,10 @@ def _fmt_change(r: Row) -> str:
 
 
 def _fmt_threshold(r: Row) -> str:
+    if r.floor is not None:
+        return f"≥ {r.floor:g}"  # a floor, not a tolerance around the baseline
+    if r.verdict == cpu_class.NOT_COMPARED:
+        return ""
     # The side a regression lies on: "-30%" for a throughput, "+40%" for a latency.
     sign = "-" if r.higher_is_better else "+"
     return f"{sign}{r.threshold * 100:g}%" if r.kind in RELATIVE_KINDS else f"{sign}{r.threshold:g}"
@@ -560,8 +634,12 @@ def compare_pairs(pairs: Sequence[tuple[Sequence[dict], Sequence[dict]]], cfg: O
     for key, observations in sorted(grouped.items(), key=lambda kv: (run_order.index(kv[0][0]), kv[1][0].order)):
         first = observations[0]
         aligned = [pair.get(key) for pair in per_pair]
-        rows.append(judge(first.metric, [o.baseline if o else None for o in aligned],
-                          [o.current if o else None for o in aligned], cfg, run=first.run, point=first.point,
+        baselines, currents = [o.baseline if o else None for o in aligned], [o.current if o else None for o in aligned]
+        if first.cpu_classes is not None:
+            rows.append(judge_floor(first.metric, baselines, currents, cfg, first.cpu_classes, run=first.run,
+                                    point=first.point, note=first.note))
+            continue
+        rows.append(judge(first.metric, baselines, currents, cfg, run=first.run, point=first.point,
                           note=first.note, trial_noise=[n for o in aligned if o for n in o.noise]))
     return Comparison(rows, notes, baseline, current, "interleaved" if len(pairs) > 1 else "single")
 

@@ -56,6 +56,15 @@ class Floors:
 
 
 @dataclass
+class ExtraRuns:
+    """Another deterministic sweep beside the main one: its own experiment, indexes and overrides (e.g. the
+    trained Fashion-MNIST model on real images), compared against the same baseline folder."""
+    experiment: str = "smoke"
+    indexes: list[str] = field(default_factory=lambda: ["FLAT"])
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
 class GateRuns:
     """What ``python -m bench.gate`` runs and compares against the committed baseline."""
     experiment: str = "smoke"
@@ -66,6 +75,7 @@ class GateRuns:
     # their fidelity to FP32 is deterministic too, so a change that breaks quantization fails the gate.
     variants: list[str] = field(default_factory=list)
     variant_indexes: list[str] = field(default_factory=lambda: ["FLAT"])
+    extra: list[ExtraRuns] = field(default_factory=list)
 
 
 @dataclass
@@ -93,6 +103,9 @@ class GateConfig:
     # Kinds whose metrics fail the gate when the current side lacks them. Timings may be absent for
     # honest reasons (an embedding cache hit measures nothing); a missing recall means a lost point.
     fail_on_missing: list[str] = field(default_factory=lambda: list(DETERMINISTIC_KINDS))
+    # INT8 rows when the current CPU class differs from the baseline's (bench.gate.cpu_class): metric family
+    # (the name without @K or point, e.g. "fidelity overlap") -> the lowest value that is not broken.
+    cpu_class_floors: dict[str, float] = field(default_factory=dict)
     gate: GateRuns = field(default_factory=GateRuns)
     against: AgainstRuns = field(default_factory=AgainstRuns)
 
@@ -152,9 +165,14 @@ def _check(cfg: GateConfig) -> None:
     unknown = sorted(set(cfg.fail_on_missing) - set(KINDS))
     if unknown:
         raise BenchError(f"gate fail_on_missing has unknown kind(s) {unknown}: choose from {', '.join(KINDS)}")
+    bad_floors = {name: value for name, value in cfg.cpu_class_floors.items() if not 0 <= value <= 1}
+    if bad_floors:
+        raise BenchError(f"gate cpu_class_floors {bad_floors} must lie between 0 and 1 (they bound quality metrics)")
     if cfg.against.pairs < 1:
         raise BenchError(f"gate against.pairs={cfg.against.pairs} must be at least 1")
     if not cfg.gate.indexes or not cfg.against.indexes:
         raise BenchError("gate gate.indexes and against.indexes must each list at least one index type")
+    if any(not extra.indexes for extra in cfg.gate.extra):
+        raise BenchError("gate gate.extra: each entry needs at least one index type in indexes")
     if cfg.gate.variants and not cfg.gate.variant_indexes:
         raise BenchError("gate gate.variants needs at least one index type in gate.variant_indexes")

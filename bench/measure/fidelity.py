@@ -11,7 +11,8 @@ Would users see the same results? Measured where they look:
   images users saw before they still see;
 * **distance shift**: KS and Wasserstein between the two models' top-1 and top-K distances;
 * **quality change**: precision@K and mAP@K of exact search, variant minus reference;
-* **speed and size ratios**: variant / reference images/s (inference, end to end) and ONNX bytes.
+* **speed and size ratios**: variant / reference images/s (inference, end to end) and ONNX bytes;
+* **a diagnosis** when the fidelity collapses where the CPU explains it (:func:`saturation_warning`).
 
 Pure numpy on arrays the runner already has; the metrics are those of :mod:`bench.measure.evaluate`.
 """
@@ -24,6 +25,9 @@ import numpy as np
 from bench.measure import evaluate
 
 COSINE_PERCENTILES = (1, 50)
+# Below this cosine p1, an INT8 variant no longer gives the FP32 model's results (overlap@10 falls to about
+# 0.5 on the smoke model); above it, overlap stays above 0.8 on every CPU class measured.
+COLLAPSE_COSINE_P1 = 0.98
 
 
 def embedding_cosines(reference: np.ndarray, variant: np.ndarray) -> np.ndarray:
@@ -123,3 +127,22 @@ def speed_and_size(reference_stats: dict, variant_stats: dict, reference_bytes: 
 
 def _difference(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return None if a is None or b is None else float(a) - float(b)
+
+
+def saturation_warning(cosine_p1: Optional[float], settings: dict, hardware: dict) -> Optional[str]:
+    """Why an INT8 variant's fidelity collapsed, when the CPU explains it; else None.
+
+    On x86 without VNNI (or AMX), onnxruntime's u8s8 kernels add pairs of u8 x s8 products in 16 bits
+    with saturation; 7-bit weights (``reduce_range``) keep the sums in range. ``hardware`` is the run's
+    provenance: its detected ``int8_dot_product``, not a class a test may have overridden.
+    """
+    if cosine_p1 is None or cosine_p1 >= COLLAPSE_COSINE_P1:
+        return None
+    if not str(settings.get("precision", "")).startswith("int8") or settings.get("reduce_range"):
+        return None
+    if hardware.get("machine") not in ("x86_64", "AMD64") or hardware.get("int8_dot_product", True):
+        return None
+    cpu_class = hardware.get("cpu_class_detected", hardware.get("cpu_class", "x86"))
+    return (f"INT8 fidelity collapsed (cosine p1 {cosine_p1:.4f} < {COLLAPSE_COSINE_P1}): this CPU ({cpu_class}) "
+            "has no VNNI, so onnxruntime's u8s8 kernels add pairs of products in 16 bits and saturate; "
+            "set model.quant.reduce_range=auto (or true), or model.quant.weight_type=QUInt8 (U8U8)")

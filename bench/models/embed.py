@@ -108,9 +108,13 @@ def load_preprocess_hook(spec: Optional[str]) -> Optional[Hook]:
 
 def embedding_cache_key(model: ConvertedModel, images: Sequence[ImageRecord], hook: Optional[str],
                         jpeg_draft: bool = False, runtime_tag: str = "") -> str:
-    """Changes whenever the model, preprocessing, decoding, runtime or any image file (by path, size, mtime) changes."""
+    """Changes whenever the model, preprocessing, decoding, runtime or any image (a file by path, size and mtime;
+    in-memory pixels by content) changes."""
     files = []
     for record in images:
+        if record.pixels is not None:  # held in memory (Fashion-MNIST): identified by content
+            files.append((int(record.image_id), str(record.path), record.pixels_sha256(), 0))
+            continue
         try:
             st = os.stat(record.path)
             size, mtime_ns = st.st_size, st.st_mtime_ns
@@ -135,7 +139,7 @@ def _embed(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfi
 
     # One untimed run first: onnxruntime allocates and plans on the first call of a shape.
     t0 = time.perf_counter()
-    _infer(session, model, np.zeros((batch_size, size, size, 3), dtype=np.float32))
+    infer(session, model, np.zeros((batch_size, size, size, 3), dtype=np.float32))
     warmup_s = time.perf_counter() - t0
 
     rss_before_mb = current_rss_mib()
@@ -155,10 +159,10 @@ def _embed(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfi
                 vectors, zero_norms = np.empty((0, model.embedding_dim), dtype=np.float32), 0
                 if len(batch.image_ids):
                     t1 = time.perf_counter()
-                    output = _infer(session, model, batch.pixels)
+                    output = infer(session, model, batch.pixels)
                     inference_s = time.perf_counter() - t1
                     run.inference_s += inference_s
-                    vectors, zero_norms = _l2_normalise(output)
+                    vectors, zero_norms = l2_normalise(output)
                     now = time.perf_counter()
                     per_batch.append({"images": len(batch.image_ids), "wall_s": now - batch_start,
                                       "inference_s": inference_s})
@@ -242,7 +246,7 @@ class _RunClock:
                             "preprocess_s": times.preprocess_s, "loader_wait_s": times.wait_s}}
 
 
-def _infer(session: ort.InferenceSession, model: ConvertedModel, batch: np.ndarray) -> np.ndarray:
+def infer(session: ort.InferenceSession, model: ConvertedModel, batch: np.ndarray) -> np.ndarray:
     output = session.run([model.output_name], {model.input_name: batch})[0]
     if output.ndim != 2 or output.shape[1] != model.embedding_dim:
         raise BenchError(f"{model.onnx_path} returned shape {list(output.shape)}, expected (batch, "
@@ -250,7 +254,7 @@ def _infer(session: ort.InferenceSession, model: ConvertedModel, batch: np.ndarr
     return np.asarray(output, dtype=np.float32)
 
 
-def _l2_normalise(raw: np.ndarray) -> tuple[np.ndarray, int]:
+def l2_normalise(raw: np.ndarray) -> tuple[np.ndarray, int]:
     # float64 norms: random-weight models can output values near 1e-12, whose squares are
     # close to float32's smallest normal numbers.
     as64 = raw.astype(np.float64)
@@ -265,11 +269,11 @@ def _batch1_latencies(session: ort.InferenceSession, model: ConvertedModel,
     if not inputs:
         return []
     for _ in range(LATENCY_WARMUP):
-        _infer(session, model, inputs[0])
+        infer(session, model, inputs[0])
     latencies = []
     for single in inputs:
         t0 = time.perf_counter()
-        _infer(session, model, single)
+        infer(session, model, single)
         latencies.append(time.perf_counter() - t0)
     return latencies
 

@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 
 from bench.data.dataset import ImageRecord, Skip
-from bench.data.images import ImageError, load_rgb
+from bench.data.images import ImageError, record_rgb
 from bench.errors import BenchError
 
 Hook = Callable[[np.ndarray], Optional[np.ndarray]]
@@ -79,7 +79,7 @@ class BatchDecoder:
         skipped: list[tuple[int, Skip]] = []
         for record in records:
             try:
-                pixels[len(ids)] = load_rgb(record.path, self.size, draft=self.jpeg_draft)
+                pixels[len(ids)] = record_rgb(record, self.size, draft=self.jpeg_draft)
                 ids.append(int(record.image_id))
             except ImageError as err:
                 skipped.append((int(record.image_id), Skip(path=str(record.path), reason=str(err))))

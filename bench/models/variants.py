@@ -5,11 +5,12 @@
 * ``fp32``: the converted file as is (no variant).
 * ``int8``: onnxruntime static quantization: ``quant_pre_process`` (shape inference and graph
   optimisation, as onnxruntime's documentation asks), then ``quantize_static`` in QDQ format,
-  per-channel weights, QUInt8 activations and QInt8 weights, MinMax-calibrated on
-  ``model.calibration_images`` corpus images drawn with ``model.calibration_seed`` (never the
-  query images, which would leak the evaluation set into the model).
-* ``int8_dynamic``: ``quant_pre_process``, then ``quantize_dynamic`` (QInt8 weights; activation
-  ranges computed per batch at run time, so no calibration).
+  calibrated on ``model.calibration_images`` corpus images drawn with ``model.calibration_seed``
+  (never the query images, which would leak the evaluation set into the model). ``model.quant``
+  sets the rest: by default per-channel, QUInt8 activations, QInt8 weights, MinMax calibration,
+  and ``reduce_range=auto`` (7-bit weights on an x86 CPU without VNNI, see :mod:`bench.cpu`).
+* ``int8_dynamic``: ``quant_pre_process``, then ``quantize_dynamic`` (``model.quant.weight_type``
+  and ``reduce_range``, per tensor; activation ranges computed per batch at run time, so no calibration).
 * ``fp16``: float16 weights and compute with float32 inputs and outputs
   (``onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True)``, the same
   converter as onnxconverter-common's, shipped with onnxruntime).
@@ -37,9 +38,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from bench.config import ModelConfig
+from bench import cpu
+from bench.config import ModelConfig, QuantConfig
 from bench.data.dataset import ImageRecord
-from bench.data.images import ImageError, load_rgb
+from bench.data.images import ImageError, record_rgb
 from bench.errors import BenchError
 from bench.models.convert import PARITY_BATCH, PARITY_SEED, ConvertedModel, ensure_onnx, parity_metrics, sha256_file
 from bench.models.preprocess import get_preprocessor
@@ -52,6 +54,9 @@ PRECISIONS = {
     "int8_dynamic": "dynamic INT8 (weights quantized, activations at run time)",
     "fp16": "float16 weights and compute, float32 inputs and outputs",
 }
+QUANT_TYPES = ("QUInt8", "QInt8")
+CALIBRATE_METHODS = ("MinMax", "Entropy", "Percentile")
+REDUCE_RANGE_CHOICES = ("auto", "true", "false")
 CALIBRATION_BATCH = 8  # images per calibration run: MinMax keeps only per-tensor min/max, so memory stays small
 SIDECAR_SCHEMA_VERSION = 1
 
@@ -64,6 +69,31 @@ def validate_precision(cfg: ModelConfig) -> None:
     if cfg.precision == "int8" and cfg.calibration_images < 1:
         raise BenchError(f"model.calibration_images={cfg.calibration_images} must be at least 1 for "
                          "model.precision=int8")
+    validate_quant(cfg.quant)
+
+
+def validate_quant(quant: QuantConfig) -> None:
+    _reduce_range_choice(quant.reduce_range)
+    for name, value, choices in (("activation_type", quant.activation_type, QUANT_TYPES),
+                                 ("weight_type", quant.weight_type, QUANT_TYPES),
+                                 ("calibrate_method", quant.calibrate_method, CALIBRATE_METHODS)):
+        if value not in choices:
+            raise BenchError(f"model.quant.{name}={value!r} is not one of {', '.join(choices)}")
+
+
+def _reduce_range_choice(value: Any) -> str:
+    choice = str(value).strip().lower()
+    if choice not in REDUCE_RANGE_CHOICES:
+        raise BenchError(f"model.quant.reduce_range={value!r} must be auto, true or false")
+    return choice
+
+
+def resolve_reduce_range(quant: QuantConfig) -> bool:
+    """``auto``: true where the CPU has no INT8 dot product (x86 without VNNI/AMX), whose kernels saturate."""
+    choice = _reduce_range_choice(quant.reduce_range)
+    if choice == "auto":
+        return not cpu.detect()["int8_dot_product"]
+    return choice == "true"
 
 
 def ensure_model(cfg: ModelConfig, corpus: Sequence[ImageRecord],
@@ -91,15 +121,20 @@ def calibration_records(cfg: ModelConfig, corpus: Sequence[ImageRecord]) -> list
 
 def variant_settings(cfg: ModelConfig) -> dict[str, Any]:
     """Every setting that shapes the variant file: goes into its cache key and its provenance."""
-    precision = cfg.precision
+    precision, quant = cfg.precision, cfg.quant
+    if precision in ("int8", "int8_dynamic"):
+        # reduce_range as resolved (a bool): the file depends on it, not on how it was chosen.
+        reduce_range = {"reduce_range": resolve_reduce_range(quant), "reduce_range_setting": _reduce_range_choice(
+            quant.reduce_range)}
     if precision == "int8":
         return {"precision": precision, "method": "quantize_static", "pre_process": "quant_pre_process",
-                "quant_format": "QDQ", "per_channel": True, "activation_type": "QUInt8", "weight_type": "QInt8",
-                "calibrate_method": "MinMax", "calibration_images": int(cfg.calibration_images),
+                "quant_format": "QDQ", "per_channel": bool(quant.per_channel), **reduce_range,
+                "activation_type": quant.activation_type, "weight_type": quant.weight_type,
+                "calibrate_method": quant.calibrate_method, "calibration_images": int(cfg.calibration_images),
                 "calibration_seed": int(cfg.calibration_seed), "calibration_batch": CALIBRATION_BATCH}
     if precision == "int8_dynamic":
         return {"precision": precision, "method": "quantize_dynamic", "pre_process": "quant_pre_process",
-                "per_channel": False, "weight_type": "QInt8"}
+                "per_channel": False, **reduce_range, "weight_type": quant.weight_type}
     if precision == "fp16":
         return {"precision": precision, "method": "onnxruntime.transformers.float16.convert_float_to_float16",
                 "keep_io_types": True}
@@ -134,7 +169,7 @@ def _make_variant(parent: ConvertedModel, cfg: ModelConfig, settings: dict, cali
     started = time.perf_counter()
     try:
         made = work / "variant.onnx"
-        seconds = _write_variant(parent, cfg.precision, calibration, work, made, step)
+        seconds = _write_variant(parent, settings, calibration, work, made, step)
         t0 = time.perf_counter()
         parity = step("the parity check against the FP32 model", _parity, parent, made)
         seconds["parity_s"] = time.perf_counter() - t0
@@ -163,14 +198,15 @@ def _make_variant(parent: ConvertedModel, cfg: ModelConfig, settings: dict, cali
     return _as_model(parent, onnx_path, onnx_sha256, {**variant, "cached": False, "sidecar": str(sidecar_path)})
 
 
-def _write_variant(parent: ConvertedModel, precision: str, calibration: Sequence[ImageRecord], work: Path,
+def _write_variant(parent: ConvertedModel, settings: dict, calibration: Sequence[ImageRecord], work: Path,
                    out: Path, step: "_Steps") -> dict[str, float]:
-    """Write the variant of ``parent`` to ``out``; returns the seconds of each step."""
+    """Write the variant of ``parent`` (as ``settings`` describe it) to ``out``; returns the seconds of each step."""
     # Imported here: the quantization tools load sympy and more, which fp32 runs never need.
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    precision = settings["precision"]
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     if precision == "fp16":
@@ -188,16 +224,18 @@ def _write_variant(parent: ConvertedModel, precision: str, calibration: Sequence
     seconds["pre_process_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if precision == "int8_dynamic":
-        step("quantize_dynamic", quantize_dynamic, str(prepared), str(out), per_channel=False,
-             weight_type=QuantType.QInt8)
+        step("quantize_dynamic", quantize_dynamic, str(prepared), str(out), per_channel=settings["per_channel"],
+             reduce_range=settings["reduce_range"], weight_type=QuantType[settings["weight_type"]])
         seconds["quantize_s"] = time.perf_counter() - t0
         return seconds
     batches = step("decoding the calibration images", _calibration_batches, parent, calibration)
     seconds["calibration_decode_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     step("quantize_static (calibration and quantization)", quantize_static, str(prepared), str(out),
-         _BatchReader(parent.input_name, batches), quant_format=QuantFormat.QDQ, per_channel=True,
-         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+         _BatchReader(parent.input_name, batches), quant_format=QuantFormat.QDQ, per_channel=settings["per_channel"],
+         reduce_range=settings["reduce_range"], activation_type=QuantType[settings["activation_type"]],
+         weight_type=QuantType[settings["weight_type"]],
+         calibrate_method=CalibrationMethod[settings["calibrate_method"]])
     seconds["quantize_s"] = time.perf_counter() - t0
     return seconds
 
@@ -208,7 +246,7 @@ def _calibration_batches(parent: ConvertedModel, records: Sequence[ImageRecord])
     images, unreadable = [], []
     for record in records:
         try:
-            images.append(load_rgb(record.path, parent.input_size))
+            images.append(record_rgb(record, parent.input_size))
         except ImageError as err:
             unreadable.append(f"{record.path}: {err}")
     if unreadable:
@@ -283,6 +321,8 @@ def _safe(text: str) -> str:
 
 def _file_identity(record: ImageRecord) -> dict:
     """A calibration image by content, so a regenerated identical sample keeps its cache hit."""
+    if record.pixels is not None:
+        return {"image_id": int(record.image_id), "name": Path(record.path).name, "sha256": record.pixels_sha256()}
     try:
         digest = sha256_file(Path(record.path))
     except OSError:

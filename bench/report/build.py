@@ -22,7 +22,8 @@ import pandas as pd
 from bench.config import StatsConfig
 from bench.errors import BenchError
 from bench.measure.statistics import all_within_noise
-from bench.report import agreement, distances, layouts, plots, summary, variants, workloads
+from bench.report import agreement, distances, layouts, plots, serving, summary, variants, workloads
+from bench.report.store_comparison import store_comparison_table
 from bench.report.comparison_tables import (RECALL_THRESHOLDS, index_setting, operating_points_table,
                                             provenance_table, quality_table, runs_table, versions_table)
 from bench.report.document import Block, Bullets, Document, Figure, Heading, Table, Text, write_document
@@ -52,6 +53,7 @@ def build_report(paths: list[Path], outdir: Path) -> dict[str, Path]:
             doc.add(Heading(f"Group {number}: {title}", 2))
         doc.add(*_group_sections(group, prefix, level))
     doc.add(*workloads.section([r.labelled() for r in runset.ok]))
+    doc.add(*serving.section([r.labelled() for r in runset.ok]))
     doc.add(*_provenance(runset, names))
     found = summary.add_summary(doc, runset)  # at the top, read off the tables below it
     paths = write_document(doc, Path(outdir))
@@ -124,7 +126,7 @@ def _overview(runset: RunSet, paths: list[Path], names: dict[Path, str]) -> list
 def _group_sections(group: Group, prefix: str, level: int) -> list[Block]:
     results = [r.labelled() for r in group.runs]
     blocks: list[Block] = []
-    for section in (_models, _indexes, _operating_points, _agreement, _distances, _quality):
+    for section in (_models, _indexes, _operating_points, _stores, _agreement, _distances, _quality):
         blocks.extend(section(group, results, prefix, level))
     blocks.extend(variants.section(group, prefix, level))  # only when the group holds INT8/FP16 variants
     return blocks
@@ -219,6 +221,23 @@ def _operating_points(group: Group, results: list[dict], prefix: str, level: int
                          "dominated only when another is significantly better on one axis (recall's 95 % bootstrap "
                          "interval, or the QPS range across trials, do not overlap) and not significantly worse on the other."))
     return blocks
+
+
+def _stores(group: Group, results: list[dict], prefix: str, level: int) -> list[Block]:
+    """Only when the group ran the same indexes on several store kinds (e.g. store=faiss,milvus_lite)."""
+    table = store_comparison_table(results)
+    if table.empty:
+        return []
+    k = group.top_k
+    return [
+        Heading("Stores side by side", level),
+        Text("The same model, index, build params and search point on each store kind, against the reference "
+             "store (the bare index library, faiss, when the runs include it): what the database costs over the "
+             f"raw index. **QPS ratio** = store / reference (below 1: the store is slower); **recall diff** = "
+             f"store − reference recall@{k}; **differs**: yes when the two QPS ranges across trials do not overlap "
+             f"({'≈'} when they do). The same corpus, queries and metric on both; only the store differs."),
+        Table(f"{prefix}stores", table, "Store against reference store, per search point.", layout=layouts.STORES),
+    ]
 
 
 def _trials(results: list[dict]) -> str:

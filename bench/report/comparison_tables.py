@@ -10,21 +10,26 @@ from typing import Iterable
 
 import pandas as pd
 
+from bench.cpu import features_label, recorded_class
 from bench.measure.evaluate import best_qps_at_recall
 from bench.measure.statistics import APPROX, Interval, significantly_different
 from bench.report.significance import fmt_interval, marks_vs_best, qps_interval, quality_interval
 from bench.report.tables import NO_PARAMS, _store_label, _weights_label, quality_cell
 from bench.stores.indexes import format_params
+from bench.stores.registry import DEFAULT_KIND
 
 weights_label = _weights_label
 RECALL_THRESHOLDS = (0.9, 0.95, 0.99)
 
 
-def index_setting(result: dict) -> str:
-    """Index type with its build params: two HNSW runs with a different M are different indexes."""
+def index_setting(result: dict, with_store: bool = True) -> str:
+    """Index type with its build params: two HNSW runs with a different M are different indexes. On a store
+    other than the default one, "@<kind>" follows (with_store), so the same index on two stores is two rows."""
     index = result.get("index", {})
     build = format_params(index.get("build_params", {}), NO_PARAMS)
-    return index.get("type", "?") if build == NO_PARAMS else f"{index.get('type', '?')}({build})"
+    setting = index.get("type", "?") if build == NO_PARAMS else f"{index.get('type', '?')}({build})"
+    kind = result.get("provenance", {}).get("store", {}).get("kind")
+    return f"{setting}@{kind}" if with_store and kind and kind != DEFAULT_KIND else setting
 
 
 def _number(value: float | None) -> float:
@@ -132,7 +137,8 @@ def provenance_table(runs: dict[str, dict]) -> pd.DataFrame:
         prov = r.get("provenance", {})
         hw = prov.get("hardware", {})
         rows.append({"run": name, "commit": str(prov.get("git_commit", "?")), "created": prov.get("created_at"),
-                     "cpu": hw.get("cpu"), "cores": hw.get("cores"), "memory GB": hw.get("memory_gb"),
+                     "cpu": hw.get("cpu"), "cpu class": recorded_class(r), "int8 features": features_label(hw),
+                     "cores": hw.get("cores"), "memory GB": hw.get("memory_gb"),
                      "os": hw.get("os"), "python": hw.get("python"), "store": _store_label(r),
                      "weights": _weights_label(prov.get("weights") or r.get("model", {}).get("weights")),
                      "runtime": _runtime_label(prov.get("runtime"))})

@@ -33,3 +33,12 @@ SEARCH = Layout(
 LOAD = Layout(id_columns=("model", "index"))
 
 OPERATING_POINTS = Layout(id_columns=("model", "index"))
+
+STORES = Layout(
+    id_columns=("model", "index", "search params", "store"),
+    rest="Stores",
+    topics=(
+        Topic("Quality (recall against exact search)", r"recall"),
+        Topic("Throughput (QPS: queries/s) and latency (ms)", r"QPS|\bms\b"),
+    ),
+)

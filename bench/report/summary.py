@@ -21,8 +21,9 @@ from bench.report.comparison_tables import RECALL_THRESHOLDS
 from bench.report.document import (MISSING, Block, Bullets, Document, Heading, Layout, Table, format_cell,
                                    format_number, heading_anchors)
 from bench.report.runset import Group, RunSet
+from bench.report.serving import summary_line as serving_summary_line
 from bench.report.significance import qps_interval, quality_interval
-from bench.stores.milvus import MIN_ROWS_TO_INDEX
+from bench.stores.registry import known_capabilities
 
 TITLE = "Summary"
 AGREEMENT_SECTION = "4. Agreement between models"  # build.py's heading, linked when it has no table
@@ -262,15 +263,28 @@ def _warnings(tables: dict[str, pd.DataFrame]) -> list[Line]:
                                  "few costs about what an index does, so QPS and latency differences between index "
                                  f"types measure per-call overhead; rank indexes on {SMALL_CORPUS_ROWS:,}+ vectors "
                                  "(dataset=coco).", "load"))
-        store = load["store"].astype(str) if "store" in load else pd.Series("", index=load.index)
-        unindexed = load[store.str.startswith("milvus_server") & (load["rows"] < MIN_ROWS_TO_INDEX)]
+        warnings += _store_warnings(load)
+    return warnings
+
+
+def _store_warnings(load: pd.DataFrame) -> list[Line]:
+    """What each store kind in the load table says about its own figures (its capabilities): an index it
+    did not build for too few rows, and how its timings must be read."""
+    # The table's store label is "<kind> <version>".
+    kinds = (load["store"].astype(str).str.split(" ").str[0] if "store" in load
+             else pd.Series("", index=load.index))
+    warnings = []
+    for kind in dict.fromkeys(kinds):
+        caps = known_capabilities(kind)
+        if caps is None:
+            continue
+        unindexed = load[(kinds == kind) & (load["rows"] < caps.min_rows_to_index)]
         if len(unindexed):
             which = ", ".join(f"{r['model']} · {r['index']} ({int(r['rows'])} rows)" for _, r in unindexed.iterrows())
-            warnings.append(Line(f"**No index built:** a Milvus server builds no index under {MIN_ROWS_TO_INDEX:,} "
-                                 f"rows and searches by brute force whatever the index type says: {which}.", "load"))
-        if store.str.startswith("milvus_lite").any():
-            warnings.append(Line("**milvus-lite** (embedded, Python on faiss): its latency and QPS describe "
-                                 "milvus-lite, not a Milvus server.", "load"))
+            warnings.append(Line(f"**No index built:** {kind} builds no index under {caps.min_rows_to_index:,} rows "
+                                 f"and searches by brute force whatever the index type says: {which}.", "load"))
+        if caps.caveat:
+            warnings.append(Line(caps.caveat, "load"))
     return warnings
 
 
@@ -303,7 +317,16 @@ def _group_summary(group: Group, tables: dict[str, pd.DataFrame]) -> Summary:
 
 def summarize(doc: Document, runset: RunSet) -> Summary:
     """The summary of ``runset`` read from ``doc``'s tables (build.py names a group's tables with
-    the prefix ``group<N>_`` when runs fall into several groups)."""
+    the prefix ``group<N>_`` when runs fall into several groups); with workload=serve runs, the pipeline
+    with the highest QPS at the latency bound, read off the Serving table."""
+    summary = _summarize_groups(doc, runset)
+    if line := serving_summary_line(next((b.df for b in doc.blocks if isinstance(b, Table) and b.name == "serving"),
+                                         None)):
+        summary.lines.append(Line(line, "serving"))
+    return summary
+
+
+def _summarize_groups(doc: Document, runset: RunSet) -> Summary:
     tables = {b.name: b.df for b in doc.blocks if isinstance(b, Table)}
     warnings = []
     if "failed_runs" in tables:

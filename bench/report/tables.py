@@ -10,6 +10,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from bench.cpu import recorded_class
 from bench.measure.statistics import spread_interval
 from bench.report.significance import fmt_interval, marks_vs_best, percentile_cell, qps_interval, quality_interval
 from bench.stores.indexes import format_params
@@ -67,6 +68,8 @@ def model_table(results: Iterable[dict]) -> pd.DataFrame:
             # What ran it (bench.models.runtime); runs from before runtimes were configurable lack the device.
             "precision": model.get("precision", "fp32"), "provider": emb.get("execution_provider"),
             "device": emb.get("device"), "threads": emb.get("threads_in_use", emb.get("intra_op_threads")),
+            # INT8 figures depend on it (bench.cpu): which kernels ran.
+            "cpu class": recorded_class(r),
         })
     return pd.DataFrame(rows)
 

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from bench.cpu import recorded_class
 from bench.report.document import Block, Figure, Heading, Table, Text
 from bench.report.plots import MARKERS, _colours, _png
 from bench.report.runset import Group, Run
@@ -48,11 +49,30 @@ def _runtime(run: Run) -> dict:
 def _common(run: Run, k: int) -> dict:
     model, embedding = run.data["model"], run.data["model"].get("embedding") or {}
     return {"model": run.model_label, "precision": model.get("precision", "fp32"), **_runtime(run),
+            "cpu class": recorded_class(run.data), "quant": quant_label(model.get("variant")),
             "e2e img/s": embedding.get("images_per_s_end_to_end"),
             "infer img/s": embedding.get("images_per_s_inference"),
             "ONNX MB": (model.get("onnx_bytes") or 0) / 1e6,
             f"precision@{k}": _get(run.data, "exact", "precision_at_k"),
             f"mAP@{k}": _get(run.data, "exact", "map_at_k")}
+
+
+def quant_label(variant: Optional[dict]) -> str:
+    """A variant's quantization settings in one cell, e.g. "QDQ per-channel U8S8 MinMax reduce_range=on (auto)"."""
+    settings = (variant or {}).get("settings") or {}
+    if not str(settings.get("precision", "")).startswith("int8"):
+        return "—"
+    short = {"QUInt8": "U8", "QInt8": "S8"}
+    parts = [settings.get("quant_format", "dynamic"), "per-channel" if settings.get("per_channel") else "per-tensor",
+             short.get(settings.get("activation_type", "QUInt8"), "?") + short.get(settings.get("weight_type"), "?")]
+    if settings.get("calibrate_method"):
+        parts.append(settings["calibrate_method"])
+    if "reduce_range" in settings:  # variants made before the setting existed did not reduce the range
+        parts.append(f"reduce_range={'on' if settings['reduce_range'] else 'off'} "
+                     f"({settings.get('reduce_range_setting', 'auto')})")
+    else:
+        parts.append("reduce_range=off (not recorded)")
+    return " ".join(parts)
 
 
 def variants_table(group: Group) -> pd.DataFrame:
@@ -157,6 +177,13 @@ def section(group: Group, prefix: str, level: int) -> list[Block]:
              f"top-{k} (the second table gives it for the results each index served). **Δ**: variant minus FP32. **KS**, **Wasserstein**: shift of the top-{k} distance "
              "distribution."),
     ]
+    warnings = {label: run.data["fidelity"]["warning"] for label, run in variant_runs(group).items()
+                if run.data["fidelity"].get("warning")}
+    for label, warning in warnings.items():
+        blocks.append(Text(f"**{label}**: {warning}.", "warning"))
+    if len({recorded_class(run.data) for run in group.runs}) > 1:
+        blocks.append(Text("These runs come from more than one CPU class: INT8 fidelity and speed depend on it "
+                           "(VNNI or not), so compare INT8 rows only within one class.", "note"))
     if not (table["reference"] == "—").any():
         blocks.append(Text("No FP32 parent has a run in this set, so there are no reference rows; the ratios come "
                            "from the reference embeddings each variant run measured or read from the cache.", "note"))

@@ -90,7 +90,8 @@ def section(results: list[dict]) -> list[Block]:
         table = filtered_table(filtered_runs)
         blocks += [
             Heading("Filtered search by selectivity", 3),
-            Text("Each query searches with `array_contains(category_ids, c)`; c is the category whose share of the "
+            Text("Each query searches only among the corpus images labelled with category c (Milvus: "
+                 "`array_contains(category_ids, c)`), c being the category whose share of the "
                  "corpus (selectivity) is nearest each bucket's target. Recall is against exact search within the "
                  "rows passing the filter (when fewer than K pass, finding all of them is 1.0). The 100% rows are "
                  "the unfiltered sweep, for reference. A bucket no category reaches is one row saying so."),

@@ -1,16 +1,17 @@
-"""Index types: which parameters each takes, how they are checked, and which stores build it.
+"""Index types: which parameters each takes and how they are checked.
 
-Adding an index type is a YAML file in ``conf/index/`` plus one entry here. Milvus accepts
+Adding an index type is a YAML file in ``conf/index/`` plus one entry here; which stores build it is
+each store's to say (``capabilities().index_types``, bench.stores.registry). Milvus accepts
 absurd values silently (nprobe > nlist, ef < top_k, a metric the index was not built with),
 so every check that can fail later fails here, before any work starts.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from bench.errors import BenchError
+from bench.stores import registry
 
 METRICS = ("IP", "L2", "COSINE")
 
@@ -24,24 +25,18 @@ class IndexType:
     # Other parameters passed through as they are (strings, enums).
     build_other: tuple[str, ...] = ()
     search_other: tuple[str, ...] = ()
-    stores: frozenset[str] = field(default_factory=frozenset)
-    minimum_server: tuple[int, int] = (2, 3)  # oldest Milvus server that builds it
 
-
-LITE, SERVER = "milvus_lite", "milvus_server"
 
 INDEX_TYPES: dict[str, IndexType] = {t.name: t for t in [
-    IndexType("FLAT", stores=frozenset({LITE, SERVER})),
-    IndexType("IVF_FLAT", build_ints=("nlist",), search_ints=("nprobe",), stores=frozenset({LITE, SERVER})),
-    IndexType("IVF_SQ8", build_ints=("nlist",), search_ints=("nprobe",), stores=frozenset({LITE, SERVER})),
-    IndexType("IVF_PQ", build_ints=("nlist", "m", "nbits"), search_ints=("nprobe",), stores=frozenset({SERVER})),
-    IndexType("HNSW", build_ints=("M", "efConstruction"), search_ints=("ef",), stores=frozenset({LITE, SERVER})),
-    IndexType("HNSW_SQ", build_ints=("M", "efConstruction"), build_other=("sq_type",), search_ints=("ef",),
-              stores=frozenset({LITE, SERVER}), minimum_server=(2, 5)),
-    IndexType("SCANN", build_ints=("nlist",), build_other=("with_raw_data",), search_ints=("nprobe", "reorder_k"),
-              stores=frozenset({SERVER})),
-    IndexType("DISKANN", search_ints=("search_list",), stores=frozenset({SERVER})),
-    IndexType("AUTOINDEX", search_ints=("level",), stores=frozenset({LITE, SERVER})),
+    IndexType("FLAT"),
+    IndexType("IVF_FLAT", build_ints=("nlist",), search_ints=("nprobe",)),
+    IndexType("IVF_SQ8", build_ints=("nlist",), search_ints=("nprobe",)),
+    IndexType("IVF_PQ", build_ints=("nlist", "m", "nbits"), search_ints=("nprobe",)),
+    IndexType("HNSW", build_ints=("M", "efConstruction"), search_ints=("ef",)),
+    IndexType("HNSW_SQ", build_ints=("M", "efConstruction"), build_other=("sq_type",), search_ints=("ef",)),
+    IndexType("SCANN", build_ints=("nlist",), build_other=("with_raw_data",), search_ints=("nprobe", "reorder_k")),
+    IndexType("DISKANN", search_ints=("search_list",)),
+    IndexType("AUTOINDEX", search_ints=("level",)),
 ]}
 
 
@@ -59,9 +54,11 @@ def validate_index(index_type: str, build: Mapping[str, Any], search_points: lis
     spec = INDEX_TYPES.get(index_type)
     if spec is None:
         raise BenchError(f"unknown index type {index_type!r}: choose one of {', '.join(INDEX_TYPES)} (conf/index/)")
-    if store not in spec.stores:
-        where = " or ".join(f"store={s}" for s in sorted(spec.stores))
-        hint = " (a Milvus server: `docker compose up -d`, see README)" if SERVER in spec.stores else ""
+    if index_type not in registry.capabilities(store).index_types:
+        building = registry.kinds_building(index_type)
+        where = " or ".join(f"store={s}" for s in building) or "no store bench knows"
+        remote = [s for s in building if not registry.capabilities(s).embedded]
+        hint = f" ({remote[0]} needs a running server: `docker compose up -d`, see docs/stores.md)" if remote else ""
         raise BenchError(f"index {index_type} is not supported by store {store}: run it with {where}{hint}")
     if metric not in METRICS:
         raise BenchError(f"search.metric={metric!r} is not supported: choose one of {', '.join(METRICS)}")
@@ -101,28 +98,6 @@ def check_dim(index_type: str, build: Mapping[str, Any], dim: int) -> None:
     """The one check that needs the embedding dim, known only once the model is converted."""
     if "m" in build and dim % build["m"]:
         raise BenchError(f"index {index_type}: m={build['m']} must divide the embedding dim {dim}")
-
-
-def parse_server_version(version: str) -> tuple[int, ...] | None:
-    """(2, 3, 5) from "v2.3.5-lite" or "2.6.0"; None when the string holds no version."""
-    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
-    return tuple(int(g) for g in match.groups() if g is not None) if match else None
-
-
-def check_server_version(index_type: str, store: str, version: str) -> None:
-    """Refuse an index type the connected Milvus server is too old to build (e.g. HNSW_SQ before 2.5).
-
-    Only servers are checked: milvus-lite reports its own package version, and its index list is
-    already in INDEX_TYPES[...].stores.
-    """
-    spec = INDEX_TYPES.get(index_type)
-    if spec is None or store != SERVER:
-        return
-    parsed = parse_server_version(version)
-    if parsed is not None and parsed[:2] < spec.minimum_server:
-        needed = ".".join(map(str, spec.minimum_server))
-        raise BenchError(f"index {index_type} needs Milvus {needed} or newer, but the server at store.uri is "
-                         f"{version}: upgrade it (docker-compose.yml runs a current one) or choose another index")
 
 
 def format_params(params: Mapping[str, Any], empty: str) -> str:

@@ -1,4 +1,4 @@
-"""Where the id -> image path mapping lives: a Milvus scalar field, or Redis.
+"""Where the id -> image path mapping lives: with the vectors in the store (a Milvus scalar field), or Redis.
 
 An image search application needs paths, not ids, so every measured query resolves them.
 Backends are chosen by ``metadata.kind`` (conf/metadata/).
@@ -29,7 +29,8 @@ class MetadataStore(Protocol):
 
 
 class MilvusFieldMetadata:
-    """Paths kept in the collection's `path` field and returned with each search."""
+    """metadata=milvus: paths kept by the vector store with the vectors and returned with each search (Milvus:
+    the collection's `path` field, as an output field; an in-process store: its own table)."""
 
     kind = "milvus"
     paths_in_search = True
@@ -43,7 +44,8 @@ class MilvusFieldMetadata:
         return hits.paths
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "method": "Milvus output field 'path'"}
+        return {"kind": self.kind, "method": "returned by the vector store with each search (Milvus: output field "
+                                             "'path')"}
 
     def close(self) -> None:
         pass

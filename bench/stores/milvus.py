@@ -12,17 +12,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 from urllib.parse import urlsplit
 
 import numpy as np
 
 from bench.config import StoreConfig
 from bench.errors import BenchError
-from bench.stores.base import CollectionSpec, SearchHits
+from bench.stores.base import Capabilities, CollectionSpec, LabelFilter, SearchHits
 from bench.stores.urls import public_url
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,59 @@ DEFAULT_PORT = 19530
 # Milvus servers build no index for a segment under this many rows (indexCoord's
 # minSegmentNumRowsToEnableIndex default); they report the index "Finished" all the same.
 MIN_ROWS_TO_INDEX = 1024
+LABEL_FIELD = "category_ids"
+# The scratch collection of workload=streaming is kept apart from the reusable one of the same data.
+SCRATCH_SUFFIX = "_stream"
+
+# Index types each flavour builds (measured: milvus-lite 3.2.2 refuses IVF_PQ, SCANN and DISKANN).
+LITE_INDEXES = frozenset({"FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW", "HNSW_SQ", "AUTOINDEX"})
+SERVER_INDEXES = LITE_INDEXES | {"IVF_PQ", "SCANN", "DISKANN"}
+# Oldest Milvus server that builds an index type, where newer than the oldest server bench supports (2.3).
+MINIMUM_SERVER = {"HNSW_SQ": (2, 5)}
+
+
+@dataclass
+class MilvusConfig(StoreConfig):
+    """store=milvus_lite | milvus_server (conf/store/)."""
+    kind: str = "milvus_lite"  # or milvus_server
+    uri: str = "${hydra:runtime.cwd}/reports/milvus_lite.db"
+    # Name of the environment variable holding a token or "user:password".
+    token_env: str = "MILVUS_TOKEN"
+    consistency_level: str = "Bounded"
+    # Collection name; null derives one per model, dataset and data fingerprint. A name you set
+    # is checked: a collection of that name holding other data is refused (or replaced with recreate).
+    collection: Optional[str] = None
+    recreate: bool = False
+    index_timeout_s: float = 600.0
+    connect_timeout_s: float = 5.0
+    # Batches in flight at once while inserting (bench/stores/insert.py): 2 overlaps the client's
+    # serialisation of one batch with a server's work on the previous one (conf/store/).
+    insert_threads: int = 1
+
+
+def milvus_filter(label_filter: LabelFilter | None) -> str:
+    """The boolean expression Milvus evaluates for a LabelFilter ("" for none)."""
+    if label_filter is None:
+        return ""
+    if len(label_filter.categories) == 1:
+        return f"array_contains({LABEL_FIELD}, {int(label_filter.categories[0])})"
+    return f"array_contains_any({LABEL_FIELD}, {[int(c) for c in label_filter.categories]})"
+
+
+def parse_server_version(version: str) -> tuple[int, ...] | None:
+    """(2, 3, 5) from "v2.3.5-lite" or "2.6.0"; None when the string holds no version."""
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
+    return tuple(int(g) for g in match.groups() if g is not None) if match else None
+
+
+def check_server_version(index_type: str, version: str) -> None:
+    """Refuse an index type the connected Milvus server is too old to build (e.g. HNSW_SQ before 2.5)."""
+    needed = MINIMUM_SERVER.get(index_type)
+    parsed = parse_server_version(version)
+    if needed is not None and parsed is not None and parsed[:2] < needed:
+        raise BenchError(f"index {index_type} needs Milvus {'.'.join(map(str, needed))} or newer, but the server at "
+                         f"store.uri is {version}: upgrade it (docker-compose.yml runs a current one) or choose "
+                         "another index")
 
 
 def _host_port(uri: str) -> tuple[str, int]:
@@ -67,24 +122,24 @@ def _wire_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class MilvusStore:
-    def __init__(self, cfg: StoreConfig):
+    """What milvus-lite and a Milvus server share: everything but opening and their limits."""
+
+    config = MilvusConfig
+
+    def __init__(self, cfg: MilvusConfig):
         from pymilvus import MilvusClient
 
         self.cfg = cfg
         self.kind = cfg.kind
+        self.insert_threads = cfg.insert_threads
         self._spec: CollectionSpec | None = None
+        self._name = ""
         self._rows = 0
         # The token itself is never logged, put in a message or written to results: only the
         # name of the variable that holds it is part of the config.
         token = os.environ.get(cfg.token_env, "") if cfg.token_env else ""
         address = public_url(cfg.uri)
-        if cfg.kind == "milvus_lite":
-            if not cfg.uri.endswith(".db"):
-                raise BenchError(f"store.uri={address!r}: milvus-lite needs a local file ending in .db "
-                                 f"(for a server use store=milvus_server store.uri=http://host:19530)")
-            Path(cfg.uri).parent.mkdir(parents=True, exist_ok=True)
-        else:
-            self._check_reachable(address)
+        self._check_uri(address)
         try:
             # A dedicated connection, closed with the store: pymilvus otherwise keeps a shared channel
             # alive between runs of a multirun, whose keepalive pings during the next run's long
@@ -92,7 +147,7 @@ class MilvusStore:
             self.client = MilvusClient(uri=cfg.uri, token=token, timeout=cfg.connect_timeout_s, dedicated=True)
             self._version = self.client.get_server_version()
         except Exception as err:  # pymilvus raises several types for the same failure
-            if cfg.kind == "milvus_lite":
+            if self.capabilities().embedded:
                 raise BenchError(f"cannot open milvus-lite at {address} ({type(err).__name__}): "
                                  f"check the file, or delete it if it is damaged") from None
             # The port answered, so the handshake failed: most often credentials (or not Milvus at all).
@@ -100,6 +155,9 @@ class MilvusStore:
             raise BenchError(f"Milvus at {address} refused the connection ({type(err).__name__}): check the token "
                              f"or user:password in {where} ({'set' if token else 'not set'}) and that the "
                              f"port is Milvus's gRPC port") from None
+
+    def _check_uri(self, address: str) -> None:
+        """Fail fast, in one line, on a URI this flavour cannot open."""
 
     def _check_reachable(self, address: str) -> None:
         """A plain TCP connect first: a clear "cannot reach" within connect_timeout_s, never a hang."""
@@ -118,24 +176,32 @@ class MilvusStore:
     def server_version(self) -> str:
         return str(self._version)
 
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "version": self.server_version(), "consistency_level": self.cfg.consistency_level}
+
+    def check_index(self, index_type: str) -> None:
+        """Every index in capabilities() builds on every version of this flavour."""
+
     # -- collection ------------------------------------------------------------------------
     def prepare(self, spec: CollectionSpec, num_rows: int) -> bool:
         self._spec = spec
         self._rows = num_rows
+        # store.collection names it when set; else the runner's name, one per distinct data.
+        self._name = (self.cfg.collection or spec.name) + (SCRATCH_SUFFIX if spec.scratch else "")
         identity = json.dumps({"dim": spec.dim, "fingerprint": spec.fingerprint, "with_paths": spec.with_paths})
-        if self.client.has_collection(spec.name):
-            existing = self.client.describe_collection(spec.name).get("properties", {}).get(FINGERPRINT_PROPERTY)
-            rows = int(self.client.get_collection_stats(spec.name).get("row_count", -1))
+        if self.client.has_collection(self._name):
+            existing = self.client.describe_collection(self._name).get("properties", {}).get(FINGERPRINT_PROPERTY)
+            rows = int(self.client.get_collection_stats(self._name).get("row_count", -1))
             if not self.cfg.recreate:
                 if existing != identity:
-                    raise BenchError(f"collection {spec.name!r} at {public_url(self.cfg.uri)} holds other "
+                    raise BenchError(f"collection {self._name!r} at {public_url(self.cfg.uri)} holds other "
                                      f"data ({_difference(existing, spec)}): rerun with store.recreate=true "
                                      f"to replace it")
                 if rows == num_rows:
-                    log.info("reusing collection %s (%d rows, same data)", spec.name, rows)
+                    log.info("reusing collection %s (%d rows, same data)", self._name, rows)
                     return True
-                log.info("collection %s is incomplete (%d of %d rows): recreating it", spec.name, rows, num_rows)
-            self.client.drop_collection(spec.name)
+                log.info("collection %s is incomplete (%d of %d rows): recreating it", self._name, rows, num_rows)
+            self.client.drop_collection(self._name)
         self._create(spec, identity)
         return False
 
@@ -147,9 +213,9 @@ class MilvusStore:
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=spec.dim)
         if spec.with_paths:
             schema.add_field("path", DataType.VARCHAR, max_length=MAX_PATH_LENGTH)
-        schema.add_field("category_ids", DataType.ARRAY, element_type=DataType.INT64, max_capacity=MAX_LABELS)
+        schema.add_field(LABEL_FIELD, DataType.ARRAY, element_type=DataType.INT64, max_capacity=MAX_LABELS)
         # A collection property, not the description: milvus-lite does not keep descriptions.
-        self.client.create_collection(spec.name, schema=schema, consistency_level=self.cfg.consistency_level,
+        self.client.create_collection(self._name, schema=schema, consistency_level=self.cfg.consistency_level,
                                       properties={FINGERPRINT_PROPERTY: identity})
 
     def insert(self, ids: np.ndarray, vectors: np.ndarray, paths: Sequence[str],
@@ -158,25 +224,26 @@ class MilvusStore:
         rows = []
         for i, image_id in enumerate(ids):
             row: dict[str, Any] = {"id": int(image_id), VECTOR_FIELD: vectors[i].tolist(),
-                                   "category_ids": [int(c) for c in labels[i]][:MAX_LABELS]}
+                                   LABEL_FIELD: [int(c) for c in labels[i]][:MAX_LABELS]}
             if spec.with_paths:
                 row["path"] = str(paths[i])
             rows.append(row)
-        self.client.insert(spec.name, rows)
+        self.client.insert(self._collection(), rows)
 
     def flush(self) -> None:
-        self.client.flush(self._require_spec().name)
+        self.client.flush(self._collection())
 
     # -- index -----------------------------------------------------------------------------
     def build_index(self, index_type: str, build_params: Mapping[str, Any]) -> dict[str, Any]:
         spec = self._require_spec()
-        if self.kind == "milvus_server" and self._rows < MIN_ROWS_TO_INDEX:
+        minimum = self.capabilities().min_rows_to_index
+        if self._rows < minimum:
             log.warning("%d rows is below the %d a Milvus server needs before it builds any index: it reports %s "
                         "as built and searches by brute force (use a larger dataset to measure the index)",
-                        self._rows, MIN_ROWS_TO_INDEX, index_type)
-        self.client.release_collection(spec.name)
-        for name in self.client.list_indexes(spec.name):
-            self.client.drop_index(spec.name, name)
+                        self._rows, minimum, index_type)
+        self.client.release_collection(self._name)
+        for name in self.client.list_indexes(self._name):
+            self.client.drop_index(self._name, name)
         index_params = self.client.prepare_index_params()
         # Nested under "params": milvus-lite silently drops flat build params; servers accept both
         # (Milvus 2.3.5 applies the nested ones: nlist=1 gives recall 1.0 at nprobe=1, measured).
@@ -185,7 +252,7 @@ class MilvusStore:
         try:
             # sync=False: we wait ourselves, with a timeout and an indexed-row check (and pymilvus's
             # own wait calls AllocTimestamp, which milvus-lite does not implement).
-            self.client.create_index(spec.name, index_params, sync=False)
+            self.client.create_index(self._name, index_params, sync=False)
             described = self._wait_for_index(index_type)
         except BaseException:
             # A failed build leaves a phantom index that breaks load() later.
@@ -195,10 +262,9 @@ class MilvusStore:
         return described
 
     def _wait_for_index(self, index_type: str) -> dict[str, Any]:
-        spec = self._require_spec()
         deadline = time.monotonic() + self.cfg.index_timeout_s
         while True:
-            described = dict(self.client.describe_index(spec.name, VECTOR_FIELD) or {})
+            described = dict(self.client.describe_index(self._name, VECTOR_FIELD) or {})
             state = str(described.get("state", "Finished"))
             total, indexed = described.get("total_rows"), described.get("indexed_rows")
             if state.endswith("Finished") and (total is None or indexed == total):
@@ -229,22 +295,21 @@ class MilvusStore:
                                  f"(describe_index: {dict(described)})")
 
     def _drop_index_quietly(self) -> None:
-        spec = self._require_spec()
         try:
-            for name in self.client.list_indexes(spec.name):
-                self.client.drop_index(spec.name, name)
+            for name in self.client.list_indexes(self._name):
+                self.client.drop_index(self._name, name)
         except Exception as err:  # the original failure matters more than this clean-up
             log.warning("could not drop the failed index: %s", err)
 
     def load(self) -> None:
-        self.client.load_collection(self._require_spec().name)
+        self.client.load_collection(self._collection())
 
     # -- search ----------------------------------------------------------------------------
     def search(self, vectors: np.ndarray, k: int, params: Mapping[str, Any],
-               with_paths: bool = False, filter: str | None = None) -> SearchHits:
+               with_paths: bool = False, filter: LabelFilter | None = None) -> SearchHits:
         spec = self._require_spec()
         results = self.client.search(
-            spec.name, data=vectors.tolist(), limit=k, anns_field=VECTOR_FIELD, filter=filter or "",
+            self._name, data=vectors.tolist(), limit=k, anns_field=VECTOR_FIELD, filter=milvus_filter(filter),
             search_params={"metric_type": spec.metric, "params": dict(params)},
             # Ask for the primary key alone: with no output fields milvus-lite returns every field,
             # vectors included, which would make "search alone" slower than search plus paths.
@@ -264,9 +329,8 @@ class MilvusStore:
 
     # -- lifecycle -------------------------------------------------------------------------
     def drop(self) -> None:
-        spec = self._require_spec()
-        if self.client.has_collection(spec.name):
-            self.client.drop_collection(spec.name)
+        if self.client.has_collection(self._collection()):
+            self.client.drop_collection(self._name)
 
     def close(self) -> None:
         self.client.close()
@@ -275,3 +339,38 @@ class MilvusStore:
         if self._spec is None:
             raise RuntimeError("prepare() must be called before using the collection")
         return self._spec
+
+    def _collection(self) -> str:
+        self._require_spec()
+        return self._name
+
+
+class MilvusLiteStore(MilvusStore):
+    """store=milvus_lite: milvus-lite's engine inside this process, on a local .db file."""
+
+    @classmethod
+    def capabilities(cls) -> Capabilities:
+        return Capabilities(index_types=LITE_INDEXES, min_rows_to_index=0, embedded=True, filters=True,
+                            caveat="**milvus-lite** (embedded, Python on faiss): its latency and QPS describe "
+                                   "milvus-lite, not a Milvus server.")
+
+    def _check_uri(self, address: str) -> None:
+        if not self.cfg.uri.endswith(".db"):
+            raise BenchError(f"store.uri={address!r}: milvus-lite needs a local file ending in .db "
+                             f"(for a server use store=milvus_server store.uri=http://host:19530)")
+        Path(self.cfg.uri).parent.mkdir(parents=True, exist_ok=True)
+
+
+class MilvusServerStore(MilvusStore):
+    """store=milvus_server: a Milvus server (standalone or cluster) at http://host:port."""
+
+    @classmethod
+    def capabilities(cls) -> Capabilities:
+        return Capabilities(index_types=SERVER_INDEXES, min_rows_to_index=MIN_ROWS_TO_INDEX, embedded=False,
+                            filters=True)
+
+    def _check_uri(self, address: str) -> None:
+        self._check_reachable(address)
+
+    def check_index(self, index_type: str) -> None:
+        check_server_version(index_type, self.server_version())

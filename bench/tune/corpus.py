@@ -66,15 +66,18 @@ def prepared_corpus(cfg: Config, outdir: Path, objective: Objective, index_types
         spec = collection_spec(cfg, vectors, vectors, metadata.paths_in_search)
         with clock("load"):
             record.set("load", load_collection(store, metadata, spec, vectors, cfg))
-        record.data["provenance"]["store"] = {"kind": cfg.store.kind, "version": store.server_version(),
-                                              "consistency_level": cfg.store.consistency_level}
+        described = store.describe()
+        record.data["provenance"]["store"] = described
         record.save()
         info = CorpusInfo(model=model.name, dataset=vectors.dataset_name, corpus_size=len(vectors.corpus_ids),
                           num_queries=len(vectors.query_ids), dim=model.embedding_dim, fingerprint=spec.fingerprint,
-                          store=f"{cfg.store.kind} {store.server_version()}")
+                          store=f"{described.get('kind')} {described.get('version')}")
+        # A bare index library (not a database) keeps the rows in its index alone: refilled before each rebuild.
+        refill = None if type(store).capabilities().database else (
+            lambda: load_collection(store, metadata, spec, vectors, cfg))
         ctx = TrialContext(store=store, metadata=metadata, queries=vectors.query_vectors, exact_ids=exact_ids,
                            corpus_size=info.corpus_size, dim=info.dim, search=cfg.search, stats=cfg.stats,
-                           target=cfg.tune.target_recall, objective=objective)
+                           target=cfg.tune.target_recall, objective=objective, refill=refill)
         with clock("tune"):
             yield ctx, info, record
     finally:

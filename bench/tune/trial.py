@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Protocol
+from typing import Any, Callable, Mapping, Optional, Protocol
 
 import numpy as np
 
@@ -66,6 +66,10 @@ class TrialContext:
     stats: StatsConfig
     target: float
     objective: Objective
+    # Refills the collection before a rebuild, for a store whose index holds the rows alone (a bare index
+    # library such as faiss builds once per fill); None where build_index replaces the index in place.
+    refill: Optional[Callable[[], None]] = None
+    builds: int = 0
 
 
 @dataclass
@@ -137,8 +141,11 @@ def _build(ctx: TrialContext, space: Space, build: dict[str, int], search_values
                    metric=ctx.search.metric, top_k=ctx.search.top_k)
     evaluation = Evaluation(index_type=space.index_type, build=build, search_param=space.search.name, feasible=False,
                             memory_bytes=_index_bytes(ctx, space.index_type, build))
+    if ctx.refill is not None and ctx.builds:
+        ctx.refill()
     log.info("building %s %s", space.index_type, build)
     start = time.perf_counter()
+    ctx.builds += 1
     ctx.store.build_index(space.index_type, build)
     ctx.store.load()
     evaluation.build_s = time.perf_counter() - start

@@ -1,4 +1,5 @@
-"""Workloads beyond the plain sweep (``workload=`` in conf/workload/): filtered and streaming search.
+"""Workloads beyond the plain sweep (``workload=`` in conf/workload/): filtered and streaming search, and
+the query path served under load (serve/).
 
 The ideas follow VectorDBBench 1.0 (zilliztech/VectorDBBench): its label-filter cases (one label
 value per target share of the corpus, ground truth computed within that share) and its read-write
@@ -13,7 +14,7 @@ from typing import Iterable
 from bench.config import WorkloadConfig
 from bench.errors import BenchError
 
-KINDS = ("none", "filtered", "streaming")
+KINDS = ("none", "filtered", "streaming", "serve")
 
 
 def validate(cfg: WorkloadConfig, search_points: int) -> None:

@@ -1,4 +1,4 @@
-"""Filtered search: every query also searches with ``array_contains(category_ids, c)``.
+"""Filtered search: every query also searches among the corpus rows labelled with one category c.
 
 Like VectorDBBench 1.0's label-filter cases, the filter values are chosen by the share of the corpus
 that passes them (selectivity), about 1 %, 10 % and 50 % by default, and the ground truth of each is
@@ -7,9 +7,9 @@ takes the category whose selectivity is nearest to it (as a ratio), and a target
 comes within ``selectivity_tolerance`` of is a row saying so, not a row of NaN.
 
 Each bucket is measured with the plain sweep's own code (bench.measure.search: the top-K once, then
-interleaved timing trials) through
-a view of the store that adds the filter to every search, so latency, QPS and recall mean the same
-as in the unfiltered table. FLAT must find the exact filtered top-K: a built-in self-check.
+interleaved timing trials) through a view of the store that adds the filter (a
+:class:`bench.stores.base.LabelFilter`, which each store translates) to every search, so latency, QPS
+and recall mean the same as in the unfiltered table. FLAT must find the exact filtered top-K: a built-in self-check.
 """
 from __future__ import annotations
 
@@ -24,13 +24,12 @@ from bench.config import SearchConfig, WorkloadConfig
 from bench.errors import BenchError
 from bench.measure.evaluate import exact_topk
 from bench.measure.search import interleaved_trials, search_topk
-from bench.stores.base import SearchHits, VectorStore
+from bench.stores.base import LabelFilter, SearchHits, VectorStore
 from bench.stores.indexes import point_label
 from bench.stores.metadata import MetadataStore
 
 log = logging.getLogger(__name__)
 
-FILTER_FIELD = "category_ids"
 # FLAT's distances must equal numpy's exact ones up to float32 rounding (ties may swap ids).
 FLAT_DISTANCE_ATOL = 1e-4
 
@@ -47,10 +46,6 @@ class Bucket:
     @property
     def reached(self) -> bool:
         return self.category is not None
-
-
-def filter_expression(category: int) -> str:
-    return f"array_contains({FILTER_FIELD}, {int(category)})"
 
 
 def category_selectivity(corpus_labels: Sequence[Sequence[int]]) -> dict[int, float]:
@@ -113,14 +108,14 @@ def filtered_recall(found_ids: np.ndarray, exact_ids: np.ndarray, k: int) -> flo
 
 
 class FilteredView:
-    """The store, with one filter expression added to every search the measurement makes."""
+    """The store, with one filter added to every search the measurement makes."""
 
-    def __init__(self, store: VectorStore, expression: str):
-        self.store, self.expression = store, expression
+    def __init__(self, store: VectorStore, label_filter: LabelFilter):
+        self.store, self.label_filter = store, label_filter
 
     def search(self, vectors: np.ndarray, k: int, params: Mapping[str, Any], with_paths: bool = False,
-               filter: Optional[str] = None) -> SearchHits:
-        return self.store.search(vectors, k, params, with_paths=with_paths, filter=self.expression)
+               filter: Optional[LabelFilter] = None) -> SearchHits:
+        return self.store.search(vectors, k, params, with_paths=with_paths, filter=self.label_filter)
 
 
 def flat_self_check(index_type: str, bucket: Bucket, found: SearchHits, exact_distances: np.ndarray,
@@ -135,7 +130,7 @@ def flat_self_check(index_type: str, bucket: Bucket, found: SearchHits, exact_di
     close = same_count and np.allclose(found.distances[valid], exact_distances[valid], atol=FLAT_DISTANCE_ATOL)
     if not close:
         raise BenchError(f"self-check failed: FLAT's filtered recall is {recall:.4f}, not 1.0, for "
-                         f"{filter_expression(bucket.category)} ({bucket.category_name}, {bucket.selectivity:.2%} "
+                         f"{LabelFilter((bucket.category,))} ({bucket.category_name}, {bucket.selectivity:.2%} "
                          "of the corpus): the store's filter and the exact filtered ground truth disagree")
 
 
@@ -155,12 +150,12 @@ def run(store: VectorStore, metadata: MetadataStore, cfg: WorkloadConfig, search
             log.warning("selectivity bucket %.0f%%: %s", 100 * bucket.target, bucket.note)
             out.append(row)
             continue
-        expression = filter_expression(bucket.category)
-        row["filter"] = expression
+        label_filter = LabelFilter((bucket.category,))
+        row["filter"] = str(label_filter)
         passing = np.array([bucket.category in lab for lab in corpus_labels])
         exact_rows, exact_distances = filtered_exact(corpus_vectors, passing, queries, k, search.metric)
         exact_ids = np.where(exact_rows >= 0, corpus_ids[np.maximum(exact_rows, 0)], -1)
-        view = FilteredView(store, expression)
+        view = FilteredView(store, label_filter)
         labels_of = [point_label(dict(params)) for params in points]
         names_of = [f"{label} | {bucket.category_name}" for label in labels_of]
         found = [search_topk(view, metadata, queries, dict(params), search, name)
@@ -174,6 +169,6 @@ def run(store: VectorStore, metadata: MetadataStore, cfg: WorkloadConfig, search
             row["points"].append({"label": label, "params": point.params, **timing, "recall_at_k": recall,
                                   "results_outside_filter": outside, **quality_of(point.hits.ids)})
         out.append(row)
-    return {"field": FILTER_FIELD, "top_k": k, "tolerance": cfg.selectivity_tolerance,
+    return {"field": "category_ids", "top_k": k, "tolerance": cfg.selectivity_tolerance,
             "category_selectivity": {names.get(c, str(c)): s for c, s in selectivity.items()},
             "flat_self_check": "passed" if index_type == "FLAT" else "not applicable", "buckets": out}

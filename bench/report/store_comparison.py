@@ -1,0 +1,88 @@
+"""The same index on different stores, side by side: what a database costs over the raw index.
+
+Search points are matched across store kinds by model, index type with its build params, and search
+params. Each store is set against a reference: a bare index library (``capabilities().database`` False,
+e.g. faiss) when the runs include one, else the first store kind met. A row gives both stores' figures,
+the QPS ratio (store / reference) and the recall difference (store − reference), and says whether the
+QPS difference stands out of the noise (the min–max ranges across timing trials do not overlap).
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import pandas as pd
+
+from bench.measure.statistics import APPROX, significantly_different
+from bench.report.comparison_tables import index_setting
+from bench.report.significance import percentile_cell, qps_interval
+from bench.report.tables import _store_label
+from bench.stores.registry import known_capabilities
+
+
+def _kind(result: dict) -> str:
+    return str(result.get("provenance", {}).get("store", {}).get("kind", "?"))
+
+
+def reference_kind(kinds: list[str]) -> str:
+    """The kind the others are compared against: the first bare index library, else the first kind."""
+    for kind in kinds:
+        caps = known_capabilities(kind)
+        if caps is not None and not caps.database:
+            return kind
+    return kinds[0]
+
+
+def _ratio(value: float | None, reference: float | None) -> float | None:
+    return value / reference if value is not None and reference else None
+
+
+def _noise_mark(point: dict, ref: dict, threads: str | None = None) -> str:
+    """"yes" when the two QPS ranges across trials do not overlap, ≈ when they do, "" without ranges."""
+    mine, theirs = qps_interval(point, threads), qps_interval(ref, threads)
+    if mine is None or theirs is None:
+        return ""
+    return "yes" if significantly_different(mine, theirs) else APPROX
+
+
+def store_comparison_table(results: Iterable[dict]) -> pd.DataFrame:
+    """One row per (model, index setting, search point, store) that the reference store also ran."""
+    points: dict[tuple[str, str, str], dict[str, tuple[dict, dict]]] = {}
+    kinds: list[str] = []
+    k = None
+    for r in results:
+        search = r.get("search")
+        if not search:
+            continue
+        k, kind = search["top_k"], _kind(r)
+        if kind not in kinds:
+            kinds.append(kind)
+        setting = index_setting(r, with_store=False)
+        for point in search["points"]:
+            points.setdefault((r["model"]["name"], setting, point["label"]), {}).setdefault(kind, (r, point))
+    if len(kinds) < 2:
+        return pd.DataFrame()
+    reference = reference_kind(kinds)
+    rows = []
+    for (model, setting, label), by_kind in points.items():
+        if reference not in by_kind:
+            continue
+        ref_run, ref = by_kind[reference]
+        for kind, (run, point) in by_kind.items():
+            if kind == reference:
+                continue
+            recall, ref_recall = point.get("recall_at_k"), ref.get("recall_at_k")
+            batch, ref_batch = point.get("batch_qps"), ref.get("batch_qps")
+            one, ref_one = point.get("concurrent_qps", {}).get("1"), ref.get("concurrent_qps", {}).get("1")
+            rows.append({
+                "model": model, "index": setting, "search params": label,
+                "store": _store_label(run), "reference": _store_label(ref_run),
+                f"recall@{k}": recall, f"reference recall@{k}": ref_recall,
+                "recall diff": recall - ref_recall if recall is not None and ref_recall is not None else None,
+                "batch QPS": batch, "reference batch QPS": ref_batch, "batch QPS ratio": _ratio(batch, ref_batch),
+                "batch QPS differs": _noise_mark(point, ref),
+                "QPS@1thr": one, "reference QPS@1thr": ref_one, "QPS@1thr ratio": _ratio(one, ref_one),
+                "QPS@1thr differs": _noise_mark(point, ref, "1"),
+                "p50 ms": percentile_cell(point.get("latency", {}), 50),
+                "reference p50 ms": percentile_cell(ref.get("latency", {}), 50),
+            })
+    return pd.DataFrame(rows)
