@@ -61,6 +61,8 @@ def _validated(section: str, value: Any) -> Any:
 class RunResult:
     """Accumulates a run's sections and keeps ``results.json`` in step with them."""
 
+    file_name = RESULTS_FILE  # another name keeps a record that is not a benchmark run out of the reports
+
     def __init__(self, outdir: Path, config: dict, provenance: dict):
         self.outdir = outdir
         outdir.mkdir(parents=True, exist_ok=True)
@@ -98,7 +100,7 @@ class RunResult:
         return Results.model_validate(_jsonable(self.data))
 
     def save(self) -> None:
-        atomic_write_text(self.outdir / RESULTS_FILE, json.dumps(_jsonable(self.data), indent=2) + "\n")
+        atomic_write_text(self.outdir / self.file_name, json.dumps(_jsonable(self.data), indent=2) + "\n")
 
     def save_topk(self, arrays: dict[str, np.ndarray]) -> None:
         atomic_write(self.outdir / TOPK_FILE, lambda f: np.savez_compressed(f, **arrays))

@@ -126,6 +126,13 @@ def trial_spread(values: Iterable[Optional[float]]) -> Optional[dict[str, float 
     return {"median": float(np.median(finite)), "min": min(finite), "max": max(finite), "n": len(finite)}
 
 
+def spread_interval(spread: Optional[dict]) -> Optional[Interval]:
+    """The (min, max) of a :func:`trial_spread` as measured (the tuner reads its trials' figures in memory)."""
+    if not spread or spread.get("min") is None or spread.get("max") is None:
+        return None
+    return float(spread["min"]), float(spread["max"])
+
+
 def embedding_spread(batches: Sequence[dict]) -> Optional[dict[str, Any]]:
     """Images/s per embedding batch, median and min–max, end to end and for inference alone.
 
@@ -155,6 +162,14 @@ def _batch_rates(rates: Sequence[float]) -> Optional[dict[str, Any]]:
 # ----------------------------------------------------------------------------------------------
 # Significance
 # ----------------------------------------------------------------------------------------------
+
+def as_interval(value: Any) -> Optional[Interval]:
+    """A ``[low, high]`` pair as a tuple, or None if absent, incomplete or not finite."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or any(v is None for v in value):
+        return None
+    low, high = float(value[0]), float(value[1])
+    return (low, high) if math.isfinite(low) and math.isfinite(high) else None
+
 
 def significantly_different(a: Optional[Interval], b: Optional[Interval]) -> bool:
     """True when the two intervals do not overlap. Without an interval on either side, a difference

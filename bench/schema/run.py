@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench.schema.base import Section
 from bench.schema.sections import (ConfigRecord, DatasetSection, FidelitySection, IndexSection, Interrupted,
-                                   MetadataSection, ModelSection, Provenance, Quality, SearchSection, Stages)
+                                   MetadataSection, ModelSection, Provenance, Quality, SearchSection, Stages,
+                                   TuneSection)
 from bench.schema.workloads import FilteredSection, ServeSection, StreamingSection, WORKLOAD_SECTIONS
 
 # 1: the untyped files (until the schema existed). 2: written through this schema; upgrade() reads 1.
@@ -40,6 +41,7 @@ class Results(BaseModel):
     filtered: Optional[FilteredSection] = Field(None, description="workload=filtered")
     streaming: Optional[StreamingSection] = Field(None, description="workload=streaming")
     serve: Optional[ServeSection] = Field(None, description="workload=serve")
+    tune: Optional[TuneSection] = Field(None, description="python -m bench.tune's corpus record only")
 
     @property
     def ok(self) -> bool:
@@ -77,7 +79,8 @@ SECTIONS: dict[str, type[BaseModel]] = {
     name: model for name, model in {
         "stages": Stages, "model": ModelSection, "dataset": DatasetSection, "exact": Quality,
         "metadata": MetadataSection, "index": IndexSection, "search": SearchSection, "fidelity": FidelitySection,
-        "interrupted": Interrupted, "provenance": Provenance, "config": ConfigRecord, **WORKLOAD_SECTIONS}.items()}
+        "interrupted": Interrupted, "provenance": Provenance, "config": ConfigRecord, "tune": TuneSection,
+        **WORKLOAD_SECTIONS}.items()}
 assert set(WORKLOAD_SECTIONS) <= set(Results.model_fields), "a workload section needs a field on Results"
 assert all(issubclass(m, Section) for m in (FilteredSection, StreamingSection, ServeSection))
 

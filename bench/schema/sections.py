@@ -403,3 +403,10 @@ class FidelitySection(Section):
 class Interrupted(Section):
     stage: str
     signal: str
+
+
+class TuneSection(Section):
+    """python -m bench.tune's record of the corpus it tuned on (corpus.json, not a benchmark run's file)."""
+    study: str = Field(description="the Optuna study's name")
+    storage: Optional[str] = Field(None, description="where the study lives (SQLite URL)")
+    settings: dict[str, Any] = Field(default_factory=dict, description="what a resumed study must match")
