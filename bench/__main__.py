@@ -11,9 +11,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
-from bench.config import register_configs  # noqa: E402
+from bench.config import register_configs, typed_config  # noqa: E402
 from bench.errors import BenchError, signals_interrupt  # noqa: E402
 
 log = logging.getLogger("bench")
@@ -28,7 +28,11 @@ def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     outdir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    typed = OmegaConf.to_object(cfg)  # validated dataclasses, resolved interpolations
+    try:
+        typed = typed_config(cfg)  # validated dataclasses, resolved interpolations
+    except BenchError as err:
+        _refuse(err, cfg, multirun)
+        return
     try:
         with signals_interrupt():
             result = run(typed, outdir)
@@ -40,14 +44,21 @@ def main(cfg: DictConfig) -> None:
               f"{rerun_reuses(stage, typed)}", file=sys.stderr)
         sys.exit(getattr(err, "exit_code", 130))
     except BenchError as err:
-        if multirun:  # one bad job is recorded (results.json, status failed) and the sweep goes on
-            log.error("%s / %s failed: %s", cfg.model.name, cfg.index.type, err)
-            return
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        _refuse(err, cfg, multirun)
+        return
     table = write_outputs(result)
     print(f"\n{table}\n")
     print(f"results: {outdir}/results.json, tables: {outdir}/tables.md")
+
+
+def _refuse(err: BenchError, cfg: DictConfig, multirun: bool) -> None:
+    """Bad input: one line and exit 2; in a sweep, the job is logged (and recorded, once its run started)
+    and the sweep goes on."""
+    if multirun:
+        log.error("%s / %s failed: %s", cfg.model.name, cfg.index.type, err)
+        return
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -246,7 +246,9 @@ class Config:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
     index: IndexConfig = MISSING
-    store: StoreConfig = MISSING  # conf/store/<kind>.yaml: the kind's own config class
+    # conf/store/<kind>.yaml, typed by the kind's own config class (the schema its defaults list names). Any here,
+    # so that a store file of the user's own that names no schema still composes: typed_config() types it.
+    store: Any = MISSING
     metadata: MetadataConfig = field(default_factory=MetadataConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     cache_dir: str = "${hydra:runtime.cwd}/models"
@@ -258,6 +260,18 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+
+
+def typed_config(cfg: Any) -> Config:
+    """The composed config as validated dataclasses, interpolations resolved. A store group that named no
+    schema (a user's own conf/store/*.yaml) is typed here by its kind's class: a key that kind does not take
+    is a one-line error, as it is for the built-in kinds."""
+    from bench.stores.registry import store_config
+
+    typed: Config = OmegaConf.to_object(cfg)
+    if isinstance(typed.store, dict):
+        typed.store = store_config(typed.store)
+    return typed
 
 
 def register_configs() -> None:

@@ -76,3 +76,18 @@ def test_a_bad_model_setting_fails_before_the_conversion(workspace, tmp_path, ov
     assert not list(models.glob("**/*.onnx"))
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["status"] == "failed" and "stages" not in result
+
+
+def test_a_store_file_that_names_no_schema_is_typed_by_its_kind():
+    """A user's own conf/store/*.yaml without the schema line: typed_config() types it by its kind's class."""
+    from bench.stores.faiss_store import FaissConfig
+    from bench.stores.registry import store_config
+
+    typed = store_config({"kind": "faiss", "omp_threads": 2})
+    assert isinstance(typed, FaissConfig) and typed.omp_threads == 2 and typed.insert_batch_size == 512
+    with pytest.raises(BenchError, match=r"store.uri is not a setting of store kind faiss \(its settings: kind, "):
+        store_config({"kind": "faiss", "uri": "/x"})
+    with pytest.raises(BenchError, match="the store config has no kind"):
+        store_config({"uri": "/x"})
+    with pytest.raises(BenchError, match="unknown store.kind 'qdrant'"):
+        store_config({"kind": "qdrant"})

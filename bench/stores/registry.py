@@ -7,8 +7,12 @@ store's client library is imported only by runs that use it.
 from __future__ import annotations
 
 import importlib
+from dataclasses import fields
 from functools import cache
 from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from bench.errors import BenchError
 from bench.stores.base import Capabilities, VectorStore
@@ -57,6 +61,22 @@ def open_store(cfg: Any) -> VectorStore:
         raise BenchError(f"store.kind={cfg.kind}: expected a {cls.config.__name__} config, got "
                          f"{type(cfg).__name__} (conf/store/{cfg.kind}.yaml names its schema in its defaults list)")
     return cls(cfg)
+
+
+def store_config(values: dict[str, Any]) -> Any:
+    """A store group given as plain values, typed and checked by its kind's config class."""
+    kind = values.get("kind")
+    if not kind:
+        raise BenchError("the store config has no kind: set kind: to one of " + ", ".join(STORES))
+    schema = store_class(str(kind)).config
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+    except OmegaConfBaseException as err:
+        key = getattr(err, "key", None)
+        if key is not None and key not in {f.name for f in fields(schema)}:
+            raise BenchError(f"store.{key} is not a setting of store kind {kind} (its settings: "
+                             f"{', '.join(f.name for f in fields(schema))})") from None
+        raise BenchError(f"store config of kind {kind}: {str(err).splitlines()[0]}") from None
 
 
 def register_schemas(config_store: Any) -> None:

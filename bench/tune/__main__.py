@@ -16,9 +16,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
-from bench.config import register_configs  # noqa: E402
+from bench.config import register_configs, typed_config  # noqa: E402
 from bench.errors import BenchError, signals_interrupt  # noqa: E402
 from bench.tune.settings import check  # noqa: E402
 
@@ -39,7 +39,7 @@ def main(cfg: DictConfig) -> None:
     # The user's own overrides (model, dataset, store, ...) go into the recommended command line.
     overrides = [o for o in hydra_cfg.overrides.task if not o.lstrip("+~").startswith(("tune.", "hydra."))]
     try:
-        typed = OmegaConf.to_object(cfg)  # validated dataclasses, resolved interpolations
+        typed = typed_config(cfg)  # validated dataclasses, resolved interpolations
         check(typed)  # bad input is refused before the heavy imports below
         from bench.tune.run import tune
 
