@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 MODELS ?= vgg16,resnet50
 INDEXES ?= FLAT,IVF_FLAT,HNSW
 
-.PHONY: setup bench test gate clean browser fashion-mnist
+.PHONY: setup bench test gate clean browser fashion-mnist lint
 
 setup: $(STAMP)
 
@@ -25,6 +25,10 @@ bench: setup
 
 test: setup
 	$(PY) -m pytest
+
+# ruff (pinned in the test extra, configured in pyproject.toml); CI runs it before the tests.
+lint: setup
+	$(PY) -m ruff check bench tests
 
 gate: setup fashion-mnist
 	$(PY) -m bench.gate

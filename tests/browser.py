@@ -84,7 +84,8 @@ def check_page(page: Path, workdir: Path, width: int, height: int = 1000) -> dic
     copy = workdir / f"checked-{page.name}"
     copy.write_text(page.read_text().replace("</body>", CHECK_SCRIPT + "</body>"))
     # The virtual-time budget lets the load handlers run before the DOM is dumped.
-    dom = _run([f"--window-size={width},{height}", "--virtual-time-budget=10000", "--dump-dom", copy.resolve().as_uri()]).stdout
+    dom = _run([f"--window-size={width},{height}", "--virtual-time-budget=10000", "--dump-dom",
+                copy.resolve().as_uri()]).stdout
     found = re.search(r'<pre id="browser-check">(.*?)</pre>', dom, re.S)
     if not found:
         raise AssertionError(f"the check script wrote nothing; page dumped: {dom[-500:]}")

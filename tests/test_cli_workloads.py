@@ -56,5 +56,5 @@ def test_filter_on_a_dataset_without_labels_is_one_line(bench_cli, tmp_path):
     proc = bench_cli("dataset=coco", f"dataset.root={images}", f"dataset.annotations={ann}", "dataset.num_queries=1",
                      "workload=filtered", run_dir=tmp_path / "run", expect_rc=2)
     assert proc.stderr.strip().splitlines()[-1] == (
-        "error: workload=filtered needs category labels, but no image of dataset 'coco_val2017' has any annotation: use a "
-        "COCO dataset with instances (or the sample), or workload=none")
+        "error: workload=filtered needs category labels, but no image of dataset 'coco_val2017' has any annotation: "
+        "use a COCO dataset with instances (or the sample), or workload=none")

@@ -27,7 +27,6 @@ from bench.measure.evaluate import (
     recall_per_query,
 )
 
-
 # ---------------------------------------------------------------------------------------- exact_topk
 
 def test_exact_topk_ip_sorted_descending():

@@ -6,9 +6,15 @@ import pytest
 
 from bench.config import StatsConfig
 from bench.measure import evaluate
+from bench.measure.fidelity import (
+    cosine_summary,
+    embedding_cosines,
+    fidelity_section,
+    ratio,
+    rows_by_id,
+    speed_and_size,
+)
 from bench.measure.quality import CategoryQuality
-from bench.measure.fidelity import (cosine_summary, embedding_cosines, fidelity_section, ratio, rows_by_id,
-                                    speed_and_size)
 from tests.helpers import clustered
 
 K = 5

@@ -21,11 +21,11 @@ import pytest
 from bench.errors import BenchError
 from bench.gate.baseline import run_gate_config, write_baseline
 from bench.gate.comparison import compare_pairs, compare_paths
+from bench.gate.config import load_gate_config
 from bench.gate.judge import judge
 from bench.gate.matching import match_points
 from bench.gate.metrics import Metric
 from bench.gate.table import Comparison
-from bench.gate.config import load_gate_config
 from bench.results import load_results
 from tests import fashion_data
 
@@ -106,8 +106,8 @@ def _git_head() -> str | None:
 def test_slowed_preprocessing_fails_the_timing_check(cfg):
     """HEAD and the working tree run in this test, the working tree with a 50 ms sleep per batch."""
     from bench.config import ModelConfig
-    from bench.models.convert import ensure_onnx
     from bench.gate.revisions import compare_against
+    from bench.models.convert import ensure_onnx
 
     # Kept short for a test: one pair, no warm-up runs, the smoke sample, and both sides on the
     # checkout's ONNX cache, converted here first so that neither timed run has TensorFlow loaded.
@@ -159,7 +159,8 @@ def test_thresholds_by_kind(cfg, ivf_result):
     assert row(comparison, "search p50 ms", "nprobe=4").verdict == "improved"
     assert len(comparison.failures) == 4 and comparison.exit_code == 1
     table = comparison.table()
-    assert list(table.columns[:8]) == ["metric", "run", "point", "baseline", "current", "change", "threshold", "verdict"]
+    assert list(table.columns[:8]) == ["metric", "run", "point", "baseline", "current", "change", "threshold",
+                                       "verdict"]
 
 
 def test_per_metric_threshold_and_floor(ivf_result):

@@ -75,7 +75,8 @@ def test_sigterm_mid_embedding_then_the_rerun_resumes(workspace, tmp_path):
     assert [r["num_embedded"] for r in runs] == [16 * saved, 80 - 16 * saved]
     assert runs[0]["last_shard"] == saved - 1 and runs[1]["first_shard"] == saved
     assert emb["images_per_s_end_to_end"] == pytest.approx(emb["num_embedded_this_run"] / emb["seconds"]["total_s"])
-    print(f"killed after {time.monotonic() - t0:.1f} s; runs: {[(r['num_embedded'], r['seconds']['total_s']) for r in runs]}")
+    timings = [(r["num_embedded"], r["seconds"]["total_s"]) for r in runs]
+    print(f"killed after {time.monotonic() - t0:.1f} s; runs: {timings}")
 
 
 def test_sigint_stops_a_multirun_sweep(workspace, tmp_path):

@@ -27,8 +27,8 @@ from bench.report.cross_run_tables import operating_points_table
 from bench.report.distances import difference_table, distance_samples, metric_meaning, summary_table
 from bench.report.document import Heading, Table, heading_anchors, table_markdown
 from bench.report.runset import Run, group_compatible
-from tests.helpers import results_doc
 from tests import browser
+from tests.helpers import results_doc
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ["## Summary", "## Runs", "## 1. Models", "## 2. Indexes per model", "## 3. Operating points",

@@ -14,8 +14,15 @@ import pytest
 from bench.config import RuntimeConfig
 from bench.errors import BenchError
 from bench.models.convert import ensure_onnx
-from bench.models.runtime import (CPU, cache_tag, check_provider, describe_runtime, describe_session, make_session,
-                                  validate_runtime)
+from bench.models.runtime import (
+    CPU,
+    cache_tag,
+    check_provider,
+    describe_runtime,
+    describe_session,
+    make_session,
+    validate_runtime,
+)
 from tests.helpers import small_model_cfg
 
 CUDA = RuntimeConfig(name="cuda", provider="CUDAExecutionProvider", provider_options={"device_id": 0})

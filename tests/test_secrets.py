@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from conftest import run_cli
 
 from bench.stores.urls import has_password, url_password_problem
-from conftest import run_cli
 
 PASSWORD = "pw-Zq81x"
 

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import NETWORK_STATE, run_cli
 
 from bench.errors import BenchError
 from bench.measure.evaluate import exact_topk, recall_at_k
 from bench.stores import CollectionSpec, open_store
 from bench.stores.milvus import MilvusConfig, check_server_version, parse_server_version
-from conftest import NETWORK_STATE, run_cli
 from tests.helpers import clustered as make_clustered
 
 HOST = "127.0.0.1"

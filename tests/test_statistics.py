@@ -12,17 +12,27 @@ from bench.config import SearchConfig
 from bench.gate.comparison import compare_pairs
 from bench.gate.config import GateConfig
 from bench.measure.search import PointResults, interleaved_trials, latency_target
-from bench.measure.statistics import (APPROX, all_within_noise, bootstrap_ci, ci_key, dominates,
-                                      embedding_spread, min_samples_for_percentile, pareto_frontier_with_noise,
-                                      percentile_interval, significantly_different, trial_spread,
-                                      with_intervals)
+from bench.measure.statistics import (
+    APPROX,
+    all_within_noise,
+    bootstrap_ci,
+    ci_key,
+    dominates,
+    embedding_spread,
+    min_samples_for_percentile,
+    pareto_frontier_with_noise,
+    percentile_interval,
+    significantly_different,
+    trial_spread,
+    with_intervals,
+)
 from bench.measure.timing import summarize_latencies
 from bench.report.cross_run_tables import operating_points_table
 from bench.report.significance import marks_vs_best, percentile_cell
-from bench.stores.base import CollectionSpec, SearchHits
-from bench.stores.faiss_store import FaissConfig, FaissStore
 from bench.results import as_results
 from bench.schema.sections import Latency, TrialSpread
+from bench.stores.base import CollectionSpec, SearchHits
+from bench.stores.faiss_store import FaissConfig, FaissStore
 from tests.helpers import results_doc
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pymilvus.exceptions import MilvusException
 
 from bench.errors import BenchError
 from bench.measure.evaluate import exact_topk, recall_at_k
@@ -61,7 +62,7 @@ def test_flat_agrees_with_numpy_brute_force(store):
 
 def test_failed_build_leaves_no_phantom_index(store):
     fill(store, clustered(200))
-    with pytest.raises(Exception):
+    with pytest.raises(MilvusException):
         store.build_index("IVF_FLAT", {"nlist": "many"})
     # The next build and load work: no half-made index is left behind.
     store.build_index("HNSW", {"M": 8, "efConstruction": 32})

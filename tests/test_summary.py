@@ -12,16 +12,26 @@ import pytest
 
 from bench.report import layouts
 from bench.report.cross_run_tables import operating_points_table
-from bench.report.document import (Document, Heading, Layout, Table, Topic, format_number, github_slug,
-                                   heading_anchors, numeric_columns, render_markdown, table_markdown,
-                                   table_parts)
+from bench.report.document import (
+    Document,
+    Heading,
+    Layout,
+    Table,
+    Topic,
+    format_number,
+    github_slug,
+    heading_anchors,
+    numeric_columns,
+    render_markdown,
+    table_markdown,
+    table_parts,
+)
 from bench.report.runset import Group, Run, RunSet
 from bench.report.summary import add_summary, interval, summarize, summary_text
 from bench.report.tables import load_table, model_table, search_table
 from bench.results import TOPK_FILE
 from bench.schema.sections import Embedding, SearchPoint
 from tests.helpers import results_doc
-
 
 # ----------------------------------------------------------------------------------------------
 # Hand-made results
@@ -107,12 +117,18 @@ def test_indexes_of_one_model_are_not_ranked_on_a_small_corpus():
 
 
 def test_intervals_decide_tie_or_win():
-    tie = _floors([_result("a", "FLAT", [_point("default", 1.0, 1000, 1, spread={"batch_qps": {"median": 1000, "min": 800, "max": 1200, "n": 3}})]),
-                   _result("b", "FLAT", [_point("default", 1.0, 500, 1, spread={"batch_qps": {"median": 500, "min": 450, "max": 850, "n": 3}})])])
+    tie = _floors([
+        _result("a", "FLAT", [_point("default", 1.0, 1000, 1,
+                                     spread={"batch_qps": {"median": 1000, "min": 800, "max": 1200, "n": 3}})]),
+        _result("b", "FLAT", [_point("default", 1.0, 500, 1,
+                                     spread={"batch_qps": {"median": 500, "min": 450, "max": 850, "n": 3}})])])
     assert tie.loc[0.9, "winner?"] == "no, ≈ tie within noise: their measured ranges overlap"
     # The same 1.1× lead that is "too close" without intervals is a win when the intervals are apart.
-    win = _floors([_result("a", "FLAT", [_point("default", 1.0, 1100, 1, spread={"batch_qps": {"median": 1100, "min": 1090, "max": 1110, "n": 3}})]),
-                   _result("b", "FLAT", [_point("default", 1.0, 1000, 1, spread={"batch_qps": {"median": 1000, "min": 990, "max": 1010, "n": 3}})])])
+    win = _floors([
+        _result("a", "FLAT", [_point("default", 1.0, 1100, 1,
+                                     spread={"batch_qps": {"median": 1100, "min": 1090, "max": 1110, "n": 3}})]),
+        _result("b", "FLAT", [_point("default", 1.0, 1000, 1,
+                                     spread={"batch_qps": {"median": 1000, "min": 990, "max": 1010, "n": 3}})])])
     assert win.loc[0.9, "winner?"] == "yes, leads by 1.1×; measured ranges apart"
 
 
@@ -138,8 +154,8 @@ def test_interval_reads_bootstrap_intervals_and_trial_ranges():
 
 def test_warnings_and_leaders(tmp_path):
     results = [_result("a", "HNSW", [_point("ef=10", 0.95, 100, 50)], rows=500, store="milvus_server", img_s=30),
-               _result("b", "HNSW", [_point("ef=10", 0.95, 90, 45)], rows=500, store="milvus_server", weights="imagenet",
-                       img_s=10)]
+               _result("b", "HNSW", [_point("ef=10", 0.95, 90, 45)], rows=500, store="milvus_server",
+                       weights="imagenet", img_s=10)]
     # 4 of the 10 exact results in common: overlap@10 = 0.4, computed from the runs' arrays.
     doc, runset = _summary_of(results, tmp_path, {"a": list(range(10)), "b": [0, 1, 2, 3, *range(100, 106)]})
     summary = add_summary(doc, runset)
@@ -223,7 +239,7 @@ def test_one_query_per_call_names_a_winner_only_where_called():
                _result("b", "HNSW", [_point("ef=10", 0.97, 900, 300)], rows=20_000),
                _result("c", "HNSW", [_point("ef=10", 0.99, 10, 280)], rows=20_000)]
     doc, runset = _summary_of(results)
-    [line] = [l.text for l in summarize(doc, runset).lines if l.text.startswith("**One query")]
+    [line] = [s.text for s in summarize(doc, runset).lines if s.text.startswith("**One query")]
     assert line == ("**One query per call** (QPS@1thr) ranks differently. At 0.9 and 0.95: highest is b · HNSW · "
                     "ef=10, but too close to call: 1.07×; one measurement each. At 0.99: c · HNSW · ef=10, the only "
                     "candidate.")

@@ -19,14 +19,13 @@ from bench.config import SearchConfig, StatsConfig, TuneConfig
 from bench.errors import BenchError
 from bench.stores.base import SearchHits
 from bench.stores.indexes import validate_index
+from bench.tune import report
 from bench.tune.objectives import get_objective
 from bench.tune.settings import check_settings
 from bench.tune.spaces import load_space
-from bench.tune import report
 from bench.tune.study import STUDY_FILE, Outcome
 from bench.tune.trial import Evaluation, TrialContext, smallest_reaching_target
 from tests.conftest import REPO
-
 
 # -- spaces -----------------------------------------------------------------------------------
 

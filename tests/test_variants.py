@@ -17,8 +17,15 @@ from bench.data.dataset import ImageRecord
 from bench.data.sample import ensure_sample
 from bench.errors import BenchError
 from bench.models.convert import ConvertedModel, ensure_onnx
-from bench.models.variants import (PRECISIONS, calibration_records, ensure_model, ensure_variant,
-                                   resolve_reduce_range, validate_precision, variant_settings)
+from bench.models.variants import (
+    PRECISIONS,
+    calibration_records,
+    ensure_model,
+    ensure_variant,
+    resolve_reduce_range,
+    validate_precision,
+    variant_settings,
+)
 from tests.helpers import small_model_cfg
 
 NUM_IMAGES = 12

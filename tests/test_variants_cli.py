@@ -11,8 +11,8 @@ import pytest
 from bench import cpu
 from bench.gate.comparison import compare_pairs
 from bench.gate.config import load_gate_config
-from bench.report.variants import variants_table
 from bench.report.runset import load_runset
+from bench.report.variants import variants_table
 from bench.results import load_results
 
 
@@ -29,7 +29,8 @@ def test_int8_run_carries_its_fidelity_to_fp32(int8_run):
     assert result["status"] == "ok"
     model = result["model"]
     assert model["name"] == "mobilenet_v2-int8" and model["precision"] == "int8"
-    assert model["variant"]["settings"]["quant_format"] == "QDQ" and model["variant"]["settings"]["calibration_images"] == 32
+    settings = model["variant"]["settings"]
+    assert settings["quant_format"] == "QDQ" and settings["calibration_images"] == 32
     assert model["onnx_bytes"] == model["variant"]["onnx_bytes"] < model["variant"]["parent_onnx_bytes"] / 3
     # The calibration images are corpus images, never queries.
     calibrated = {c["image_id"] for c in model["variant"]["calibration"]}
@@ -80,7 +81,8 @@ def test_precision_sweep_builds_the_variants_section(bench_cli, tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["model.precision=int4"], "model.precision='int4' is not a precision: choose one of fp32, int8, int8_dynamic, fp16"),
+    (["model.precision=int4"],
+     "model.precision='int4' is not a precision: choose one of fp32, int8, int8_dynamic, fp16"),
     (["model.precision=int8", "model.calibration_images=500"],
      "model.calibration_images=500 is more than the 64 corpus images"),
     pytest.param(["runtime=cuda"], "runtime.provider=CUDAExecutionProvider is not in this onnxruntime",

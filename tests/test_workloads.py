@@ -12,9 +12,9 @@ from bench.data.dataset import Dataset, ImageRecord
 from bench.errors import BenchError
 from bench.measure.workloads import filtered, streaming
 from bench.measure.workloads.registry import workload_class
-from bench.run.corpus import Corpus
 from bench.report.tables import to_markdown
 from bench.report.workload_tables import filtered_table, run_tables
+from bench.run.corpus import Corpus
 from bench.stores.base import CollectionSpec, SearchHits
 from bench.stores.faiss_store import FaissConfig, FaissStore
 from bench.stores.metadata import MilvusFieldMetadata

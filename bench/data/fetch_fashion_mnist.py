@@ -24,8 +24,9 @@ import datetime as dt
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from bench.data import fashion_mnist
 from bench.data.fetch import DOWNLOADS, Checksum, download, load_manifest, run_command, verify
@@ -91,7 +92,7 @@ def fetch_copy(source: Path, root: Path) -> dict:
 
 def _write_provenance(root: Path, record: dict) -> dict:
     files = fashion_mnist.verify_copy(root)  # what dataset=fashion_mnist will read, checked once more
-    record = {**record, "fetched_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    record = {**record, "fetched_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "files": {name: {"file": Path(entry["path"]).name, "items": entry["items"],
                                "sha256_decompressed": entry["sha256"]} for name, entry in files.items()}}
     (root / PROVENANCE).write_text(json.dumps(record, indent=2) + "\n")

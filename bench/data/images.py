@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-
 if TYPE_CHECKING:
     from bench.data.dataset import ImageRecord
 
@@ -17,7 +16,7 @@ class ImageError(Exception):
     """An image that cannot be used; ``str(err)`` is a short reason, recorded as a skip."""
 
 
-def record_rgb(record: "ImageRecord", size: int, draft: bool = False) -> np.ndarray:
+def record_rgb(record: ImageRecord, size: int, draft: bool = False) -> np.ndarray:
     """The image of a dataset record: its in-memory pixels when it has them, else its file."""
     if record.pixels is not None:
         return array_rgb(record.pixels, size)

@@ -4,8 +4,8 @@ Runs the gate's small config (``conf/gate/default.yaml``: the smoke experiment o
 and HNSW, its INT8 variant, and extra runs such as the trained Fashion-MNIST CNN) into a scratch
 folder and compares its recall, precision, mAP and parity with the baseline committed under
 ``reports/baseline/``. Those numbers are exactly reproducible (seeded random weights or a
-committed model file, a generated sample or fixed real images, fresh embeddings), so the tolerances are tight and the gate
-does not depend on how busy the runner is. Timings are not judged here: a committed timing
+committed model file, a generated sample or fixed real images, fresh embeddings), so the tolerances are tight and
+the gate does not depend on how busy the runner is. Timings are not judged here: a committed timing
 from another machine means nothing; ``python -m bench.compare --against REV`` measures them.
 
     python -m bench.gate                      # compare; exit 1 on a regression
@@ -24,14 +24,15 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from bench.errors import BenchError
 from bench.gate.comparison import compare_pairs, load_side
-from bench.gate.table import Comparison
 from bench.gate.config import GateConfig, load_gate_config
 from bench.gate.revisions import REPO, bench_overrides, run_bench
+from bench.gate.table import Comparison
 from bench.io import safe_name
 from bench.results import RESULTS_FILE
 
@@ -146,7 +147,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         runs = run_gate_config(cfg, workdir, args.bench_overrides)
         if args.update_baseline:
             written = write_baseline(runs, baseline)
-            print(f"baseline rewritten ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC): "
+            print(f"baseline rewritten ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC): "
                   + ", ".join(_relative(p) for p in written))
             print("review the change (git diff --stat reports/baseline) and commit it with the change that "
                   "explains it")

@@ -14,8 +14,9 @@ Markdown and JSON. A current run that failed counts as a regression of its ``run
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Optional
 
 from bench.errors import BenchError
 from bench.gate.config import GateConfig, load_gate_config

@@ -23,9 +23,10 @@ so they are compared against the committed baseline with tight tolerances. The o
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf

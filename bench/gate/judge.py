@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 from bench.gate import cpu_class
 from bench.gate.config import GateConfig

@@ -21,15 +21,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional
 
 from bench import PROJECT_ROOT
 from bench.errors import BenchError
 from bench.gate.comparison import compare_pairs, load_side
-from bench.gate.table import Comparison
 from bench.gate.config import GateConfig
+from bench.gate.table import Comparison
 
 REPO = PROJECT_ROOT
 RUN_TIMEOUT_S = 600
@@ -87,7 +88,8 @@ def _git(*args: str, cwd: Path = REPO) -> str:
     except (OSError, subprocess.TimeoutExpired) as err:
         raise BenchError(f"git {' '.join(args)} failed ({err}): is git installed?") from None
     if proc.returncode != 0:
-        raise BenchError(f"git {' '.join(args)}: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'failed'}")
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"
+        raise BenchError(f"git {' '.join(args)}: {last}")
     return proc.stdout.strip()
 
 

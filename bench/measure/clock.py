@@ -13,8 +13,9 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 from bench.results import RunResult
 

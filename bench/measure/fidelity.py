@@ -18,7 +18,8 @@ Pure numpy on arrays the runner already has; the metrics are those of :mod:`benc
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import numpy as np
 
@@ -118,7 +119,8 @@ def speed_and_size(reference_stats: dict, variant_stats: dict, reference_bytes: 
         speed[name] = {"reference": reference_stats.get(name), "variant": variant_stats.get(name),
                        "ratio": ratio(variant_stats.get(name), reference_stats.get(name))}
     # A cache hit carries the timings of the run that computed the vectors: say when each was measured.
-    speed["measured_at"] = {"reference": reference_stats.get("measured_at"), "variant": variant_stats.get("measured_at")}
+    speed["measured_at"] = {"reference": reference_stats.get("measured_at"),
+                            "variant": variant_stats.get("measured_at")}
     speed["from_cache"] = {"reference": bool(reference_stats.get("from_cache")),
                            "variant": bool(variant_stats.get("from_cache"))}
     return {"speed": speed, "size": {"reference_onnx_bytes": reference_bytes, "variant_onnx_bytes": variant_bytes,

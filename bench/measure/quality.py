@@ -7,7 +7,8 @@ each figure is the mean over the labelled queries with its bootstrap interval ov
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 import numpy as np
 

@@ -19,9 +19,10 @@ machine hits every point alike instead of favouring the points measured in a qui
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, Optional
 
 import numpy as np
 from scipy import stats
@@ -206,7 +207,8 @@ def dominates(b: tuple[float, Optional[Interval], float, Optional[Interval]],
     return (better_r or better_q) and not (worse_r or worse_q)
 
 
-def pareto_frontier_with_noise(points: Sequence[tuple[float, Optional[Interval], float, Optional[Interval]]]) -> list[int]:
+def pareto_frontier_with_noise(
+        points: Sequence[tuple[float, Optional[Interval], float, Optional[Interval]]]) -> list[int]:
     """Indices of the points no other point dominates (:func:`dominates`), by recall ascending.
     Points with a NaN value are left out."""
     valid = [i for i, (r, _, q, _) in enumerate(points) if not (math.isnan(r) or math.isnan(q))]

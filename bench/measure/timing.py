@@ -6,7 +6,8 @@ p99 368), ``pNN_ms`` is None, never a number that is really the maximum by anoth
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

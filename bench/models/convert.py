@@ -23,9 +23,10 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import onnxruntime as ort
@@ -313,8 +314,8 @@ def _check_embedding_dim(cfg: ModelConfig, actual: int) -> None:
 
 def _import_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TF's C++ info/warning chatter
-    import tensorflow as tf
     import keras
+    import tensorflow as tf
     import tf2onnx
 
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)  # per-op INFO lines drown our log
@@ -454,7 +455,7 @@ def _convert_built_model(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan, 
         "converter": "tf2onnx.convert.from_keras",
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": tf2onnx.__version__,
                      "onnxruntime": ort.__version__},
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     weights = plan.provenance(cfg.architecture)
     sidecar = {

@@ -21,9 +21,10 @@ import logging
 import os
 import re
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import onnxruntime as ort
@@ -199,7 +200,7 @@ def _embed(model: ConvertedModel, images: Sequence[ImageRecord], cfg: ModelConfi
         "preprocessing": model.preprocessing, "preprocess_hook": cfg.preprocess_hook,
         "input_size": size, "embedding_dim": model.embedding_dim,
         **describe_session(session, runtime),  # provider, device, threads, onnxruntime version
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "from_cache": False,
         "num_embedded_this_run": mine,
         "resumed": {"images_done_before": len(done), "vectors_before": stored.num_vectors} if stored.shards else None,
@@ -222,7 +223,7 @@ class _RunClock:
 
     def __init__(self) -> None:
         self.run_id = uuid.uuid4().hex[:12]
-        self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self._watch = Stopwatch()
         self.inference_s = 0.0
 
@@ -273,7 +274,8 @@ def _cache_folder(model_name: str, key: str, cache_dir: Path) -> Path:
 
 def _cache_hit(store: ShardStore, stored: Stored) -> Embeddings:
     manifest = stored.manifest
-    image_ids, vectors = np.empty(stored.num_vectors, dtype=np.int64), np.empty((stored.num_vectors, store.dim), np.float32)
+    image_ids = np.empty(stored.num_vectors, dtype=np.int64)
+    vectors = np.empty((stored.num_vectors, store.dim), np.float32)
     store.assemble(stored, image_ids, vectors)
     stats = dict(manifest["stats"])
     stats["from_cache"] = True  # the timings describe the run(s) at measured_at, not this one

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -102,7 +103,7 @@ class BatchLoader:
         self.times = LoaderTimes()
         self._pool: Optional[ThreadPoolExecutor] = None
 
-    def __enter__(self) -> "BatchLoader":
+    def __enter__(self) -> BatchLoader:
         if self.workers > 0:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="decode")
         return self

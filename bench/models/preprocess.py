@@ -9,7 +9,7 @@ The numbers are the ones keras.applications uses; tests check the results match 
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import subprocess
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, Optional
 
@@ -127,7 +127,7 @@ def device_name(cfg: RuntimeConfig) -> str:
     return cfg.provider
 
 
-@lru_cache(maxsize=None)
+@cache
 def _nvidia_gpu_name(device_id: int) -> Optional[str]:
     smi = shutil.which("nvidia-smi")
     if smi is None:
@@ -141,7 +141,7 @@ def _nvidia_gpu_name(device_id: int) -> Optional[str]:
     return f"{name[0]} (GPU {device_id})" if out.returncode == 0 and name else None
 
 
-@lru_cache(maxsize=None)
+@cache
 def physical_cores() -> int:
     """Distinct (socket, core) pairs in /proc/cpuinfo: what onnxruntime's default thread count follows."""
     cores: set[tuple[str, str]] = set()

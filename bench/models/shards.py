@@ -188,7 +188,7 @@ class ShardStore:
         manifest = {
             "schema_version": SCHEMA_VERSION, "key": self.key, "model": model, "onnx_sha256": onnx_sha256,
             "shards": shards, "stats": stats, "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.folder / MANIFEST, json.dumps(manifest, indent=2))

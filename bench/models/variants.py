@@ -29,9 +29,10 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import onnx
@@ -184,7 +185,7 @@ def _make_variant(parent: ConvertedModel, cfg: ModelConfig, settings: dict, cali
         "size_ratio": onnx_bytes / parent.onnx_path.stat().st_size, "parity": parity,
         "calibration": calibration_files,
         "versions": {"onnxruntime": ort.__version__, "onnx": onnx.__version__},
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     sidecar = {"schema_version": SIDECAR_SCHEMA_VERSION, "onnx_file": onnx_path.name, "onnx_sha256": onnx_sha256,
                "variant": variant}
@@ -197,11 +198,10 @@ def _make_variant(parent: ConvertedModel, cfg: ModelConfig, settings: dict, cali
 
 
 def _write_variant(parent: ConvertedModel, settings: dict, calibration: Sequence[ImageRecord], work: Path,
-                   out: Path, step: "_Steps") -> dict[str, float]:
+                   out: Path, step: _Steps) -> dict[str, float]:
     """Write the variant of ``parent`` (as ``settings`` describe it) to ``out``; returns the seconds of each step."""
     # Imported here: the quantization tools load sympy and more, which fp32 runs never need.
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     precision = settings["precision"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +23,18 @@ from bench.config import StatsConfig
 from bench.errors import BenchError
 from bench.measure.statistics import all_within_noise
 from bench.report import agreement, distances, layouts, plots, serving, summary, variants, workloads
-from bench.report.store_comparison import store_comparison_table
-from bench.report.cross_run_tables import (RECALL_THRESHOLDS, index_setting, operating_points_table,
-                                            provenance_table, quality_table, runs_table, versions_table)
+from bench.report.cross_run_tables import (
+    RECALL_THRESHOLDS,
+    index_setting,
+    operating_points_table,
+    provenance_table,
+    quality_table,
+    runs_table,
+    versions_table,
+)
 from bench.report.document import Block, Bullets, Document, Figure, Heading, Table, Text, write_document
 from bench.report.runset import Group, RunSet, describe_value, load_runset
+from bench.report.store_comparison import store_comparison_table
 from bench.report.tables import load_table, model_table, search_table
 from bench.results import Results
 
@@ -66,7 +73,7 @@ def build_report(paths: list[Path], outdir: Path) -> dict[str, Path]:
 # ----------------------------------------------------------------------------------------------
 
 def _overview(runset: RunSet, paths: list[Path], names: dict[Path, str]) -> list[Block]:
-    created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     total = len(runset.ok) + len(runset.not_ok)
     blocks: list[Block] = [
         Text(f"Built {created} from {', '.join(f'`{p}`' for p in paths)}: {total} run(s), "
@@ -138,7 +145,8 @@ def _indexes(group: Group, results: list[Results], prefix: str, level: int) -> l
     return [
         Heading("2. Indexes per model", level),
         Table(f"{prefix}load", load_table(results).sort_values(["model", "index"], kind="stable"),
-              "Loading and index build: insert rows/s, and flush, build and load times in seconds.", layout=layouts.LOAD),
+              "Loading and index build: insert rows/s, and flush, build and load times in seconds.",
+              layout=layouts.LOAD),
         Table(f"{prefix}search", search_table(results).sort_values(["model", "index"], kind="stable"),
               f"Every search point: recall@{k} against exact search, category precision@{k}, serial nq=1 "
               "latency percentiles in ms (search alone, path lookup, end to end), and QPS (queries/s) in batch "
@@ -205,11 +213,12 @@ def _operating_points(group: Group, results: list[Results], prefix: str, level: 
                 f"the others (their min–max ranges across {_trials(results)} trials overlap). The corpus is too small "
                 "(or the machine too noisy) to rank index speed: read the best-QPS column above as a tie, not a "
                 "ranking.", "warning"))
-    blocks.append(Figure(f"{prefix}recall_qps", plots.recall_qps(points, k),
-                         f"Recall@{k} vs QPS for every search point, with bars for the QPS min–max across trials; ringed "
-                         "points joined by thick lines mark each model's Pareto frontier over all its indexes: a point is "
-                         "dominated only when another is significantly better on one axis (recall's 95 % bootstrap "
-                         "interval, or the QPS range across trials, do not overlap) and not significantly worse on the other."))
+    blocks.append(Figure(
+        f"{prefix}recall_qps", plots.recall_qps(points, k),
+        f"Recall@{k} vs QPS for every search point, with bars for the QPS min–max across trials; ringed "
+        "points joined by thick lines mark each model's Pareto frontier over all its indexes: a point is "
+        "dominated only when another is significantly better on one axis (recall's 95 % bootstrap "
+        "interval, or the QPS range across trials, do not overlap) and not significantly worse on the other."))
     return blocks
 
 
@@ -325,7 +334,8 @@ def _quality(group: Group, results: list[Results], prefix: str, level: int) -> l
              f"query image. **mAP@{k}**: mean average precision over the top-{k}, with the number of relevant "
              "corpus images as denominator. On exact search, and at every index search point."),
     ]
-    random = sorted({r.model_label for r in group.runs if r.data.model.weights and r.data.model.weights.kind == "random"})
+    random = sorted({r.model_label for r in group.runs
+                     if r.data.model.weights and r.data.model.weights.kind == "random"})
     if random:
         blocks.append(Text(f"Quality figures for {', '.join(random)} are not meaningful: these models have random "
                            "weights, so their results say nothing about how well the architecture finds similar "

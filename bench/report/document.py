@@ -292,7 +292,8 @@ def _part_html(df: pd.DataFrame, table_id: str, pinned: int, wrap: bool) -> str:
     head = "".join(f'<th{" class=num" if n else ""}>{html.escape(str(c))}</th>' for c, n in zip(df.columns, numeric))
     rows = []
     for row in df.itertuples(index=False):
-        cells = "".join(f'<td{" class=num" if n else ""}>{html.escape(format_cell(v))}</td>' for v, n in zip(row, numeric))
+        cells = "".join(f'<td{" class=num" if n else ""}>{html.escape(format_cell(v))}</td>'
+                        for v, n in zip(row, numeric))
         rows.append(f"<tr>{cells}</tr>")
     css = "data wrap" if wrap else "data"
     return (f'<div class="scroll"><table class="{css}" id="{table_id}" data-pinned="{pinned}">'

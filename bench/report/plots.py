@@ -12,8 +12,8 @@ import matplotlib
 matplotlib.use("Agg")  # headless: reports are built in sweeps, CI and over ssh
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from bench.measure.statistics import pareto_frontier_with_noise  # noqa: E402
 
@@ -54,7 +54,8 @@ def recall_qps(points: pd.DataFrame, k: int) -> bytes:
             low, high = _column(series, f"{column} low"), _column(series, f"{column} high")
             if np.isfinite(low).any():  # the min–max across timing trials
                 values = series[column].to_numpy(dtype=float)
-                ax.errorbar(series["recall"], values, yerr=[np.clip(values - low, 0, None), np.clip(high - values, 0, None)],
+                ax.errorbar(series["recall"], values,
+                            yerr=[np.clip(values - low, 0, None), np.clip(high - values, 0, None)],
                             fmt="none", ecolor=colour[model], alpha=0.5, capsize=2)
         for model in models:
             own = points[points["model"] == model]

@@ -11,8 +11,15 @@ import numpy as np
 from bench.measure.workloads.serve.stages import ALL_STAGES
 from bench.report.document import Block, Figure, Heading, Table, Text
 from bench.report.plots import MARKERS, _colours, _png, plt
-from bench.report.serving_tables import (STAGE_NAMES, bound_label, level_name, levels_table, pipeline_label,
-                                         serving_table, stages_table)
+from bench.report.serving_tables import (
+    STAGE_NAMES,
+    bound_label,
+    level_name,
+    levels_table,
+    pipeline_label,
+    serving_table,
+    stages_table,
+)
 from bench.results import Results
 
 STAGE_COLOURS = {"queue": "#bbbbbb", "decode_preprocess": "tab:orange", "inference": "tab:blue", "search": "tab:green",

@@ -9,7 +9,8 @@ each stage's p50 and p99. Every row carries LoadGen's verdict and the duration a
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Iterator, Optional
+from collections.abc import Iterable, Iterator
+from typing import Any, Optional
 
 import pandas as pd
 

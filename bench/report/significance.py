@@ -8,7 +8,8 @@ never a ≈ or a winner it cannot back.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 from bench.measure.statistics import APPROX, Interval, min_samples_for_percentile, significantly_different
 from bench.schema.sections import Latency

@@ -8,7 +8,7 @@ QPS difference stands out of the noise (the min–max ranges across timing trial
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 

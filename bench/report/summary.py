@@ -20,8 +20,18 @@ from tabulate import tabulate
 from bench.measure.statistics import significantly_different
 from bench.report import agreement
 from bench.report.cross_run_tables import RECALL_THRESHOLDS, OperatingPoint, operating_points
-from bench.report.document import (MISSING, Block, Bullets, Document, Heading, Layout, Table, format_cell,
-                                   format_number, heading_anchors)
+from bench.report.document import (
+    MISSING,
+    Block,
+    Bullets,
+    Document,
+    Heading,
+    Layout,
+    Table,
+    format_cell,
+    format_number,
+    heading_anchors,
+)
 from bench.report.runset import Group, RunSet
 from bench.report.serving import summary_line as serving_summary_line
 from bench.schema import Section
@@ -433,7 +443,8 @@ def summary_text(summary: Summary) -> str:
     if not summary.floors.empty:
         out.append(_plain(summary.floors_caption))
         shown = summary.floors.astype(object).map(format_cell)
-        out.append(tabulate(shown.values.tolist(), headers=list(shown.columns), tablefmt="simple", disable_numparse=True))
+        out.append(tabulate(shown.values.tolist(), headers=list(shown.columns), tablefmt="simple",
+                            disable_numparse=True))
     out += [f"- {_plain(line.text)}" for line in summary.lines]
     return "\n".join(out)
 

@@ -5,8 +5,8 @@ comparison report, so a number is formatted one way everywhere.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 

@@ -78,7 +78,7 @@ def variants_table(group: Group) -> pd.DataFrame:
         rows.append({**_common(run, k), "reference": "—", "infer speed ×": 1.0, "size ×": 1.0,
                      "cosine min": 1.0, "cosine p1": 1.0, "cosine p50": 1.0, f"overlap@{k}": 1.0, "RBO": 1.0,
                      "_parent": sha, "_order": 0})
-    for label, run in variants.items():
+    for run in variants.values():
         fid = run.data.fidelity
         shift, speed, quality = fid.distances.topk, fid.speed.images_per_s_inference, fid.quality
         variant = run.data.model.variant
@@ -89,14 +89,16 @@ def variants_table(group: Group) -> pd.DataFrame:
             f"overlap@{k}": fid.exact.overlap_at_k, "RBO": fid.exact.rbo,
             f"Δprecision@{k}": quality.precision_at_k.change if quality.precision_at_k else None,
             f"ΔmAP@{k}": quality.map_at_k.change if quality.map_at_k else None,
-            "KS top-K": shift.ks_statistic if shift else None, "Wasserstein top-K": shift.wasserstein if shift else None,
+            "KS top-K": shift.ks_statistic if shift else None,
+            "Wasserstein top-K": shift.wasserstein if shift else None,
             "_parent": fid.reference.onnx_sha256, "_order": 1})
     if not rows:
         return pd.DataFrame()
     df = pd.DataFrame(rows)
     parents = list(dict.fromkeys(df["_parent"]))
     df["_parent"] = df["_parent"].map(parents.index)
-    return df.sort_values(["_parent", "_order"], kind="stable").drop(columns=["_parent", "_order"]).reset_index(drop=True)
+    df = df.sort_values(["_parent", "_order"], kind="stable")
+    return df.drop(columns=["_parent", "_order"]).reset_index(drop=True)
 
 
 def served_table(group: Group) -> pd.DataFrame:
@@ -166,8 +168,8 @@ def section(group: Group, prefix: str, level: int) -> list[Block]:
              f"runs' embedding stats; a cached one was measured when its vectors were made). **cosine**: between "
              f"the two embeddings of each image. **overlap@{k}**, **RBO**: exact top-{k} of each model compared; "
              f"overlap@{k} is also the recall@{k} of the variant's exact results against the FP32 model's exact "
-             f"top-{k} (the second table gives it for the results each index served). **Δ**: variant minus FP32. **KS**, **Wasserstein**: shift of the top-{k} distance "
-             "distribution."),
+             f"top-{k} (the second table gives it for the results each index served). **Δ**: variant minus FP32. "
+             f"**KS**, **Wasserstein**: shift of the top-{k} distance distribution."),
     ]
     warnings = {label: run.data.fidelity.warning for label, run in variant_runs(group).items()
                 if run.data.fidelity.warning}

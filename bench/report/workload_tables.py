@@ -6,7 +6,7 @@ run's tables.md and the comparison report's Workloads section (bench/report/work
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 

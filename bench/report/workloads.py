@@ -11,10 +11,13 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from bench.report.cross_run_tables import index_setting
 from bench.report.document import Block, Figure, Heading, Table, Text
 from bench.report.plots import MARKERS, _colours, _png, plt
+from bench.report.workload_tables import (
+    filtered_operating_points,
+    filtered_table,
+    streaming_summary_table,
+    streaming_windows_table,
+)
 from bench.results import Results
-from bench.report.workload_tables import (filtered_operating_points, filtered_table, streaming_summary_table,
-                                          streaming_windows_table)
-
 
 # -- plots ---------------------------------------------------------------------------------------
 
@@ -28,8 +31,8 @@ def filtered_plot(table: pd.DataFrame, k: int) -> bytes:
     for (series, params), rows in reached.groupby(["series", "search params"], sort=False):
         rows = rows.sort_values("selectivity")
         for ax, column in zip(axes, (f"recall@{k}", "p50 ms")):
-            ax.plot(rows["selectivity"].astype(float), rows[column].astype(float), marker=marker[params], color=colour[series], alpha=0.8,
-                    label=f"{series} · {params}")
+            ax.plot(rows["selectivity"].astype(float), rows[column].astype(float), marker=marker[params],
+                    color=colour[series], alpha=0.8, label=f"{series} · {params}")
     for ax, ylabel in zip(axes, (f"recall@{k} within the filtered subset", "search p50 latency (ms, nq=1, log scale)")):
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))

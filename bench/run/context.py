@@ -5,9 +5,10 @@ workload needs no change to the runner (bench.measure.workloads.registry).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

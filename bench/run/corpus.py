@@ -6,8 +6,8 @@ ids, vectors, labels and paths as four arguments that must stay aligned.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Mapping, Sequence
 
 import numpy as np
 

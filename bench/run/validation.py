@@ -8,7 +8,7 @@ workload and store registries, onnxruntime's providers).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from bench.config import Config
 from bench.errors import BenchError
@@ -87,7 +87,8 @@ def check_runtime(cfg: Config) -> None:
 
 GROUPS: dict[str, Callable[[Config], None]] = {
     "model": check_model, "dataset": check_dataset, "index": check_index, "store": check_store,
-    "metadata": check_metadata, "search": check_search, "stats": check_stats, "workload": check_workload, "runtime": check_runtime,
+    "metadata": check_metadata, "search": check_search, "stats": check_stats, "workload": check_workload,
+    "runtime": check_runtime,
 }
 
 

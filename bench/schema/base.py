@@ -25,7 +25,7 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     @model_validator(mode="after")
-    def _intervals_are_pairs(self) -> "Section":
+    def _intervals_are_pairs(self) -> Section:
         for key, value in (self.model_extra or {}).items():
             if INTERVAL_KEY.match(key) and value is not None and not _is_pair(value, missing_ok=True):
                 raise ValueError(f"{key} must be a [low, high] pair (an end may be null: not measured) or null, "

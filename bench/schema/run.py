@@ -7,10 +7,21 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from bench.schema.base import Section
-from bench.schema.sections import (ConfigRecord, DatasetSection, FidelitySection, IndexSection, Interrupted,
-                                   MetadataSection, ModelSection, Provenance, Quality, SearchSection, Stages,
-                                   TuneSection)
-from bench.schema.workloads import FilteredSection, ServeSection, StreamingSection, WORKLOAD_SECTIONS
+from bench.schema.sections import (
+    ConfigRecord,
+    DatasetSection,
+    FidelitySection,
+    IndexSection,
+    Interrupted,
+    MetadataSection,
+    ModelSection,
+    Provenance,
+    Quality,
+    SearchSection,
+    Stages,
+    TuneSection,
+)
+from bench.schema.workloads import WORKLOAD_SECTIONS, FilteredSection, ServeSection, StreamingSection
 
 # 1: the untyped files (until the schema existed). 2: written through this schema; upgrade() reads 1.
 SCHEMA_VERSION = 2

@@ -7,8 +7,9 @@ the rest of bench asks the registry for its :class:`Capabilities`.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Protocol, Sequence
+from typing import Any, Optional, Protocol
 
 import numpy as np
 

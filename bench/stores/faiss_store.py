@@ -19,9 +19,10 @@ parameters on faiss shows what the database costs over the raw index (the report
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 

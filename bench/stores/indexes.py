@@ -7,8 +7,9 @@ so every check that can fail later fails here, before any work starts.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from bench.errors import BenchError
 from bench.measure.evaluate import METRICS  # the metrics exact search computes: the ones a store is asked for

@@ -9,8 +9,8 @@ which batches land does not matter.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Sequence
 
 import numpy as np
 

@@ -5,7 +5,8 @@ Backends are chosen by ``metadata.kind`` (conf/metadata/).
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 

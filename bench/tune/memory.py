@@ -12,7 +12,8 @@ An estimate, labelled as such in every table. A store that measures its index (`
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 
 def estimate_index_bytes(index_type: str, build: Mapping[str, Any], rows: int, dim: int) -> Optional[int]:

@@ -6,8 +6,9 @@ Two configurations whose ranges overlap are within the noise of each other (``â‰
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Optional
 
 from bench.errors import BenchError
 from bench.measure.statistics import Interval, as_interval, spread_interval

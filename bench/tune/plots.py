@@ -5,8 +5,9 @@ value reached the target) have no objective and are drawn on the recall panel on
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 from matplotlib.ticker import MaxNLocator

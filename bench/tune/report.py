@@ -7,8 +7,9 @@ A configuration is better than another only outside the noise: when two objectiv
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -117,7 +118,7 @@ def comparison_table(rows: Sequence[SideBySide], objective: Objective) -> pd.Dat
         e = row.outcome.evaluation if row.outcome else None
         mine = measured[row.label]
 
-        def ratio(other_label: str) -> str:
+        def ratio(other_label: str, mine: Optional[Outcome] = mine, row: Any = row) -> str:
             other = measured.get(other_label)
             if mine is None or other is None or other_label == row.label:
                 return "–"

@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from pathlib import Path
+from typing import Optional
 
 import optuna
 from omegaconf import OmegaConf
@@ -99,7 +100,7 @@ class Found:
 
     @classmethod
     def of(cls, tuner: optuna.Study, defaults: dict[str, Outcome], grids: dict[str, optuna.Study],
-           objective: Objective) -> "Found":
+           objective: Objective) -> Found:
         tuned = study.outcomes(tuner, "tuner")
         grid = [o for g in grids.values() for o in study.outcomes(g, "grid")]
         winner = report.best(tuned + grid + list(defaults.values()), objective)

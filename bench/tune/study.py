@@ -19,10 +19,11 @@ import json
 import logging
 import signal
 import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Optional
 
 import optuna
 from optuna.trial import TrialState

@@ -8,8 +8,9 @@ and p99. A pipeline that is INVALID even at its lowest probe has no peak: "not r
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 
 @dataclass

@@ -8,9 +8,10 @@ store or of the metadata backend is raised as :class:`BackendFailure` naming whi
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -7,9 +7,10 @@ test reads each sample's file itself, as a service reads the image a user upload
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ def validate(cfg: ServeConfig) -> None:
     """One-line errors for settings LoadGen would refuse or that make no sense, before any work starts."""
     unknown = [s for s in cfg.scenarios if s not in SCENARIOS]
     if unknown or not cfg.scenarios:
-        raise BenchError(f"serve.scenarios={list(cfg.scenarios)}: {'unknown ' + repr(unknown[0]) if unknown else 'empty'}"
-                         f"; choose from {', '.join(SCENARIOS)}")
+        problem = "unknown " + repr(unknown[0]) if unknown else "empty"
+        raise BenchError(f"serve.scenarios={list(cfg.scenarios)}: {problem}; choose from {', '.join(SCENARIOS)}")
     if cfg.latency_bound_ms is not None and cfg.latency_bound_ms <= 0:
         raise BenchError(f"serve.latency_bound_ms={cfg.latency_bound_ms} must be a positive bound in ms")
     if cfg.latency_bound_ms is None and (cfg.find_peak or "Server" in cfg.scenarios):
