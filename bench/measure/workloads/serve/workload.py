@@ -29,7 +29,7 @@ from bench.measure.workloads.serve.stages import StageLog, slowest_stage
 from bench.measure.workloads.serve.sut import BareSUT, ServingSUT
 from bench.models.loader import BatchDecoder
 from bench.models.preprocess import get_preprocessor
-from bench.models.embed import load_preprocess_hook
+from bench.models.preprocess import load_preprocess_hook
 from bench.models.runtime import make_session
 from bench.stores.indexes import point_label
 
