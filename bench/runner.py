@@ -22,6 +22,7 @@ from bench.config import Config, StatsConfig
 from bench.data.dataset import ImageRecord, load_dataset, split_queries
 from bench.errors import BenchError
 from bench.measure import evaluate, fidelity, workloads
+from bench.measure.clients import ClientPool, search_clients, validate_clients
 from bench.measure.search import interleaved_trials, search_topk
 from bench.measure.stages import StageClock
 from bench.measure.statistics import with_intervals
@@ -30,6 +31,7 @@ from bench.measure.workloads.context import WorkloadContext
 from bench.measure.workloads.serve import ServeWorkload
 from bench.models.convert import ConvertedModel
 from bench.models.embed import Embeddings, embed_images
+from bench.models.engines import engine_provenance
 from bench.models.runtime import describe_runtime, validate_runtime
 from bench.models.variants import ensure_model, validate_precision
 from bench.report.tables import load_table, model_table, search_table, to_markdown, write_tables
@@ -69,6 +71,7 @@ def validate(cfg: Config) -> None:
         ServeWorkload.validate(cfg)
     validate_precision(cfg.model)
     validate_runtime(cfg.runtime)
+    validate_clients(cfg.search, cfg.store.kind)
 
 
 def _fingerprint(model: ConvertedModel, corpus_ids: np.ndarray, with_paths: bool) -> str:
@@ -172,6 +175,7 @@ def _convert_and_embed(cfg: Config, result: RunResult, clock: StageClock) -> _Ve
         emb = embed_images(model, dataset.images, cfg.model, Path(cfg.embeddings_dir), cfg.runtime)
     result.data["provenance"]["weights"] = model.weights
     result.data["provenance"]["runtime"] = describe_runtime(cfg.runtime)
+    result.data["provenance"]["engine"] = engine_provenance(cfg.runtime, emb.stats)
     result.set("model", {"name": model.name, "source": cfg.model.source, "embedding_dim": model.embedding_dim,
                          "onnx_path": model.onnx_path, "onnx_sha256": model.onnx_sha256,
                          "onnx_bytes": (model.variant or model.conversion).get("onnx_bytes"), "weights": model.weights,
@@ -253,8 +257,8 @@ def _load_and_search(cfg: Config, result: RunResult, vectors: _Vectors, exact_id
             with clock("streaming"):
                 result.set("streaming", streaming.run_on(store, metadata, cfg, vectors, initial))
 
-        with clock("search"):
-            _search_points(cfg, result, store, metadata, vectors.query_vectors, exact_ids, quality_of, topk)
+        with clock("search"), search_clients(cfg, spec, vectors.query_vectors) as clients:
+            _search_points(cfg, result, store, metadata, vectors.query_vectors, exact_ids, quality_of, topk, clients)
         if cfg.workload.kind == "filtered":
             with clock("filtered"):
                 result.set("filtered", filtered.run(store, metadata, cfg.workload, cfg.search, cfg.index.type,
@@ -275,7 +279,8 @@ def _load_and_search(cfg: Config, result: RunResult, vectors: _Vectors, exact_id
 
 
 def _search_points(cfg: Config, result: RunResult, store: VectorStore, metadata: MetadataStore, queries: np.ndarray,
-                   exact_ids: np.ndarray, quality_of: _CategoryQuality, topk: dict[str, np.ndarray]) -> None:
+                   exact_ids: np.ndarray, quality_of: _CategoryQuality, topk: dict[str, np.ndarray],
+                   clients: Optional[ClientPool] = None) -> None:
     """Build once; search every point once for its results, then time all points in interleaved trials."""
     k = cfg.search.top_k
     points, found, labels = [], [], []
@@ -285,7 +290,7 @@ def _search_points(cfg: Config, result: RunResult, store: VectorStore, metadata:
         points.append({"label": labels[-1], "params": found[-1].params, **quality_of(found[-1].hits.ids, exact_ids)})
         topk[f"ids_{i}"], topk[f"distances_{i}"] = found[-1].hits.ids, found[-1].hits.distances
         result.set("search", {"top_k": k, "metric": cfg.search.metric, "points": points})
-    timings = interleaved_trials(store, metadata, queries, found, labels, cfg.search, cfg.stats.confidence)
+    timings = interleaved_trials(store, metadata, queries, found, labels, cfg.search, cfg.stats.confidence, clients)
     for point, timing in zip(points, timings):
         point.update(timing)
     result.set("search", {"top_k": k, "metric": cfg.search.metric, "points": points})

@@ -12,6 +12,7 @@ import pandas as pd
 
 from bench.measure.evaluate import best_qps_at_recall
 from bench.report import serving_tables
+from bench.report.client_tables import clients_table
 from bench.report.comparison_tables import RECALL_THRESHOLDS, index_setting
 from bench.report.significance import percentile_cell
 from bench.report.tables import _store_label
@@ -122,5 +123,6 @@ def streaming_summary_table(results: Iterable[dict]) -> pd.DataFrame:
 def run_tables(result: dict) -> dict[str, pd.DataFrame]:
     """The workload tables of one run (none for workload=none), for its tables.md."""
     tables = {"filtered": filtered_table([result]), "filtered_operating_points": filtered_operating_points([result]),
-              "streaming": streaming_summary_table([result]), "streaming_windows": streaming_windows_table([result])}
+              "streaming": streaming_summary_table([result]), "streaming_windows": streaming_windows_table([result]),
+              "concurrency_from_client_processes": clients_table([result])}
     return {**{name: df for name, df in tables.items() if not df.empty}, **serving_tables.run_tables(result)}

@@ -10,7 +10,7 @@ local run never imports Ray.
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from typing import Any, Callable
 
 from bench.config import RuntimeConfig
 from bench.errors import BenchError
@@ -34,3 +34,15 @@ def engine_runner(name: str) -> Callable[[EmbedJob], EngineRun]:
     if name not in ENGINES:
         raise BenchError(f"runtime.engine={name!r}: choose one of {', '.join(ENGINES)}")
     return importlib.import_module(ENGINES[name]).run
+
+
+def engine_provenance(runtime: RuntimeConfig, stats: dict[str, Any]) -> dict[str, Any]:
+    """For results.json's provenance: the engine asked for, the one that computed the vectors (an earlier run's,
+    on a cache hit) and, for Ray, its version and the cluster's resources as that run saw them."""
+    computed = stats.get("engine") or {"name": "local"}
+    out: dict[str, Any] = {"configured": runtime.engine, "computed_by": computed.get("name"),
+                           "from_cache": bool(stats.get("from_cache"))}
+    if computed.get("name") == "ray":
+        out.update(actors=computed.get("actors"), cpus_per_actor=computed.get("cpus_per_actor"),
+                   address=computed.get("address"), **computed.get("cluster", {}))
+    return out
