@@ -31,7 +31,7 @@ from bench.measure.workloads.context import WorkloadContext
 from bench.measure.workloads.serve import ServeWorkload
 from bench.models.convert import ConvertedModel
 from bench.models.embed import Embeddings, embed_images
-from bench.models.engines import engine_provenance
+from bench.models.engines import engine_provenance, validate_engine
 from bench.models.runtime import describe_runtime, validate_runtime
 from bench.models.variants import ensure_model, validate_precision
 from bench.report.tables import load_table, model_table, search_table, to_markdown, write_tables
@@ -71,6 +71,7 @@ def validate(cfg: Config) -> None:
         ServeWorkload.validate(cfg)
     validate_precision(cfg.model)
     validate_runtime(cfg.runtime)
+    validate_engine(cfg.runtime)
     validate_clients(cfg.search, cfg.store.kind)
 
 

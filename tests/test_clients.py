@@ -3,6 +3,8 @@ when a level is marked client-bound, and the refusal for embedded stores. The pr
 against the Milvus server in tests/test_server.py."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bench.config import SearchConfig
@@ -47,3 +49,14 @@ def test_embedded_stores_refuse_several_clients_in_one_line(kind):
     validate_clients(SearchConfig(clients=4), "milvus_server")
     with pytest.raises(BenchError, match="search.clients=0"):
         validate_clients(SearchConfig(clients=0), "milvus_server")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["search.clients=2"], "error: search.clients=2 needs a store other processes can reach: store=milvus_lite"),
+    (["runtime.engine=ray", "runtime.ray.actors=0"], "error: runtime.ray.actors=0"),
+], ids=["clients-on-milvus-lite", "ray-actors-0"])
+def test_cli_refuses_bad_client_and_engine_settings_before_any_work(bench_cli, tmp_path, args, message):
+    proc = bench_cli(*args, run_dir=tmp_path / "run", expect_rc=2)
+    assert proc.stderr.strip().splitlines()[-1].startswith(message)
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert result["status"] == "failed" and "model" not in result  # refused before conversion and embedding

@@ -131,3 +131,31 @@ def test_bad_ray_settings_are_one_line_errors(model, records, tmp_path):
         with pytest.raises(BenchError, match=words.replace("(", r"\(").replace(")", r"\)")) as err:
             embed_images(model, records, small_model_cfg(), tmp_path, runtime)
         assert "\n" not in str(err.value)
+
+
+def test_ctrl_c_on_the_driver_keeps_the_shards_and_a_rerun_finishes(model, records, local_run, tmp_path, monkeypatch):
+    """KeyboardInterrupt right after the driver saved its first shard: that shard stays, the rest is resumed."""
+    import _thread
+
+    from bench.models.shards import ShardStore
+
+    write_shard = ShardStore.write_shard
+
+    def write_then_interrupt(self, *args, **kwargs):
+        path = write_shard(self, *args, **kwargs)
+        _thread.interrupt_main()  # Ctrl-C in the driver's main thread, as a signal would
+        return path
+
+    cfg = small_model_cfg(shard_images=4)
+    monkeypatch.setattr(ShardStore, "write_shard", write_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        embed_images(model, records, cfg, tmp_path, RAY)
+    monkeypatch.setattr(ShardStore, "write_shard", write_shard)
+    shards = sorted(p.name for p in tmp_path.rglob("shard-*.npz"))
+    assert shards and not list(tmp_path.rglob("manifest.json"))
+    resumed = embed_images(model, records, cfg, tmp_path, RAY)
+    assert resumed.stats["resumed"]["images_done_before"] > 0
+    assert [r["engine"] for r in resumed.stats["runs"]] == ["ray", "ray"]
+    assert sorted(resumed.image_ids.tolist()) == sorted(set(resumed.image_ids.tolist())) == sorted(local_run.image_ids.tolist())
+    assert cosines(local_run, resumed).min() >= MIN_COSINE
+

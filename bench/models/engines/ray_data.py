@@ -5,7 +5,7 @@ holds one onnxruntime session with ``intra_op_num_threads`` set to its CPUs (Ray
 not reach onnxruntime's own thread pool) and decodes, preprocesses and embeds its batches itself, so
 the driver never touches pixels. Each image path must therefore be readable, under the same name, on
 every worker: a local path on one machine, a shared mount (NFS, EFS, a bucket mounted with FUSE) on a
-cluster.
+cluster. The ONNX file is not: its bytes go to the actors through Ray's object store.
 
 The driver collects the vectors into the same shard writer the local engine uses, so a Ray run
 resumes a local run's shards and the other way round, and skipped images carry the local engine's
@@ -23,6 +23,7 @@ import os
 import time
 from collections import defaultdict
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -66,13 +67,17 @@ def actor_runtime(runtime: RuntimeConfig) -> RuntimeConfig:
 class EmbedActor:
     """One model actor: a session, a decoder, and per-batch timings returned with the vectors."""
 
-    def __init__(self, model: ConvertedModel, runtime: RuntimeConfig, hook: Optional[str], jpeg_draft: bool,
-                 batch_size: int):
+    def __init__(self, model: ConvertedModel, onnx_bytes: Any, runtime: RuntimeConfig, hook: Optional[str],
+                 jpeg_draft: bool, batch_size: int):
         import ray
 
         t0 = time.perf_counter()
         self.model = model
-        self.session = make_session(model.onnx_path, runtime)
+        # The model's bytes from Ray's object store (Ray Data passes the reference through as it is): workers
+        # need no access to the driver's models/ folder.
+        if isinstance(onnx_bytes, ray.ObjectRef):
+            onnx_bytes = ray.get(onnx_bytes)
+        self.session = make_session(onnx_bytes, runtime)
         self.decoder = BatchDecoder(model.input_size, get_preprocessor(model.preprocessing),
                                     load_preprocess_hook(hook), jpeg_draft)
         size = model.input_size
@@ -188,16 +193,20 @@ def run(job: EmbedJob) -> EngineRun:
 
 def _pipeline(job: EmbedJob, todo: list[ImageRecord]):
     """Records -> one Ray Data block per batch -> the actor pool's map_batches."""
+    import ray
+
     size = job.batch_size
     items = [{"image_id": int(r.image_id), "path": str(r.path)} for r in todo]
     # One block per batch: the pool balances batches across actors, and a lost batch is the unit retried.
     dataset = items_dataset(items, blocks=-(-len(items) // size))
     model = replace(job.model, onnx_path=str(job.model.onnx_path))
+    onnx_bytes = ray.put(Path(job.model.onnx_path).read_bytes())  # stored once, fetched once per node
     rcfg = job.runtime.ray
     return dataset.map_batches(
         EmbedActor, batch_size=size, batch_format="numpy",
-        fn_constructor_kwargs={"model": model, "runtime": actor_runtime(job.runtime), "hook": job.cfg.preprocess_hook,
-                               "jpeg_draft": bool(job.cfg.jpeg_draft), "batch_size": size},
+        fn_constructor_kwargs={"model": model, "onnx_bytes": onnx_bytes, "runtime": actor_runtime(job.runtime),
+                               "hook": job.cfg.preprocess_hook, "jpeg_draft": bool(job.cfg.jpeg_draft),
+                               "batch_size": size},
         num_cpus=rcfg.cpus_per_actor, **actor_pool_args(rcfg.actors))
 
 
