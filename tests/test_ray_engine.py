@@ -30,8 +30,8 @@ RAY = RuntimeConfig(engine="ray", ray=RayConfig(actors=2, cpus_per_actor=1))
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    """One Ray for the module, on loopback (the tests run in a network namespace with only lo up)."""
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="WARNING")
+    """One Ray for the module (in the tests' network namespace it finds only loopback, and uses it)."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield
     ray.shutdown()
 

@@ -450,7 +450,7 @@ def test_client_processes_search_the_collection_and_pool_their_samples(client_co
 
     ray = pytest.importorskip("ray") if engine == "ray" else None
     if ray is not None:
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address=HOST, logging_level="WARNING")
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     cfg = SimpleNamespace(search=SearchConfig(clients=2, top_k=10), store=server_cfg(),
                           runtime=RuntimeConfig(engine=engine))
     try:

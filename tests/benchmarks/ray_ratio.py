@@ -58,7 +58,7 @@ def main() -> None:
     model = ensure_onnx(model_cfg, ROOT / "models")
     dataset = load_dataset(dataset_cfg)
     t0 = time.perf_counter()
-    ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="WARNING")
+    ray.init(include_dashboard=False, logging_level="WARNING")
     print(f"ray {ray.__version__} init: {time.perf_counter() - t0:.1f} s, resources {ray.cluster_resources()}; "
           f"{len(dataset.images)} images, {args.model} {args.size}px batch {model_cfg.batch_size}, "
           f"cpu_count {os.cpu_count()}")

@@ -1,6 +1,6 @@
 """Joining Ray for a run: start a local Ray, join a cluster, or use the Ray this process already runs.
 
-``runtime.ray.address``: null starts a local Ray on loopback for the run and stops it at the end; ``auto``
+``runtime.ray.address``: null starts a local Ray for the run and stops it at the end; ``auto``
 joins the cluster this machine is a node of; ``ray://host:10001`` joins a remote one through Ray Client.
 When Ray is already initialised (a notebook, the tests' shared cluster), that Ray is used as it is and
 left running. On a cluster the driver's ``bench`` package is shipped to the workers (``py_modules``)
@@ -56,8 +56,9 @@ def connected(cfg: RayConfig) -> Iterator[dict[str, Any]]:
     if ray.is_initialized():
         how = "already running in this process"
     elif cfg.address is None:
-        # Loopback only: a run's private Ray opens no port to the network.
-        ray.init(include_dashboard=False, logging_level=logging.WARNING, _node_ip_address="127.0.0.1")
+        # Ray's processes listen on every interface (with Ray 2.60 a node IP of 127.0.0.1 did not change that); its
+        # token authentication, on by default, guards them. No dashboard: nothing here reads it.
+        ray.init(include_dashboard=False, logging_level=logging.WARNING)
         started, how = True, "local, started for this run"
     else:
         env = {"py_modules": [str(BENCH_PACKAGE)]} if cfg.ship_code else None
