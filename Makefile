@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 MODELS ?= vgg16,resnet50
 INDEXES ?= FLAT,IVF_FLAT,HNSW
 
-.PHONY: setup bench test gate clean browser
+.PHONY: setup bench test gate clean browser fashion-mnist
 
 setup: $(STAMP)
 
@@ -26,7 +26,7 @@ bench: setup
 test: setup
 	$(PY) -m pytest
 
-gate: setup
+gate: setup fashion-mnist
 	$(PY) -m bench.gate
 
 clean:
@@ -36,7 +36,7 @@ clean:
 # commit the result together with the change that explains it.
 .PHONY: baseline benchmarks
 
-baseline: setup
+baseline: setup fashion-mnist
 	$(PY) -m bench.gate --update-baseline
 
 # Hot-path micro-benchmarks, saved per machine (CPU model + cores, not just OS/Python) and failed
@@ -57,3 +57,15 @@ browser:
 		$$SUDO apt-get update -qq && \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@chromium --version 2>/dev/null | head -n 1
+
+# Real labelled images for the quality tests (tests/test_fashion_quality.py) and the gate's trained run:
+# Debian's `dataset-fashion-mnist` (Zalando's Fashion-MNIST, 30 MB, in /usr/share/datasets/fashion-mnist),
+# installed only when missing, quietly, as root or via sudo.
+FASHION_MNIST_DIR = /usr/share/datasets/fashion-mnist
+fashion-mnist:
+	@[ -f $(FASHION_MNIST_DIR)/t10k-images-idx3-ubyte.gz ] || { \
+		echo "installing dataset-fashion-mnist (apt) for the quality tests and the gate"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; }
+	@ls $(FASHION_MNIST_DIR)

@@ -22,6 +22,7 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    from bench.run.resume import rerun_reuses
     from bench.runner import run, write_outputs
 
     hydra_cfg = HydraConfig.get()
@@ -32,10 +33,11 @@ def main(cfg: DictConfig) -> None:
         with signals_interrupt():
             result = run(typed, outdir)
     except KeyboardInterrupt as err:
-        # SIGINT/SIGTERM: results.json says "interrupted", the embedding shards are saved, and a
-        # multirun stops here (SystemExit is not caught by Hydra's launcher) instead of going on.
-        print(f"interrupted ({getattr(err, 'signal_name', 'SIGINT')}): {outdir}/results.json; "
-              f"a rerun resumes the embedding", file=sys.stderr)
+        # SIGINT/SIGTERM: results.json says "interrupted" and in which stage, every cache written so far is
+        # kept, and a multirun stops here (SystemExit is not caught by Hydra's launcher) instead of going on.
+        stage = getattr(err, "stage", "setup")
+        print(f"interrupted ({getattr(err, 'signal_name', 'SIGINT')}) during {stage}: {outdir}/results.json; "
+              f"{rerun_reuses(stage, typed)}", file=sys.stderr)
         sys.exit(getattr(err, "exit_code", 130))
     except BenchError as err:
         if multirun:  # one bad job is recorded (results.json, status failed) and the sweep goes on

@@ -2,7 +2,7 @@
 
 Hydra merges the YAML onto these dataclasses, so a typo in a key or a wrong type
 is reported before any work starts. Value checks that types cannot express
-(positive sizes, known index types) live in :func:`validate`.
+(positive sizes, known index types) live in :mod:`bench.run.validation`, one per group.
 """
 from __future__ import annotations
 
@@ -29,11 +29,15 @@ class QuantConfig:
 class ModelConfig:
     name: str = MISSING
     # "keras": a keras.applications constructor converted with tf2onnx;
-    # "onnx": a user's own .onnx file at `path`.
+    # "keras_file": a user's own saved Keras model at `path` (.keras, .h5, SavedModel folder), converted
+    # the same way (bench.models.keras_file); "onnx": a user's own .onnx file at `path`.
     source: str = "keras"
     architecture: str = ""  # keras.applications attribute, e.g. "VGG16"
-    path: Optional[str] = None  # onnx source only
-    # imagenet | random | auto | /path/to/weights.h5
+    path: Optional[str] = None  # keras_file and onnx sources only
+    # keras_file only: the layer to embed from (a SavedModel folder: its serving signature's output
+    # name); null: the model's own output. A feature map is pooled with `pooling`.
+    output_layer: Optional[str] = None
+    # keras: imagenet | random | auto | /path/to/weights.h5; keras_file: file | random
     weights: str = "auto"
     seed: int = 0  # used for random weights
     input_size: int = 224
@@ -67,10 +71,10 @@ class ModelConfig:
 @dataclass
 class DatasetConfig:
     name: str = MISSING
-    kind: str = "coco"  # coco | coco_sample | folder
+    kind: str = "coco"  # coco | coco_sample | folder | fashion_mnist
     root: str = MISSING  # folder holding the images
     annotations: str = MISSING  # instances_*.json
-    split: str = "val2017"
+    split: str = "val2017"  # coco: val2017 | train2017; fashion_mnist: test | train
     limit: Optional[int] = None  # use only the first N images (by image id)
     num_queries: int = 50
     query_seed: int = 0

@@ -49,7 +49,7 @@ class RunResult:
         outdir.mkdir(parents=True, exist_ok=True)
         self.data: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "status": "running", "error": None,
                                      "config": config, "provenance": provenance}
-        self.stage = "setup"  # the stage running now (bench.measure.stages.StageClock sets it), named if the run is interrupted
+        self.stage = "setup"  # the stage running now (bench.measure.clock.StageClock sets it), named if the run is interrupted
         self.save()
 
     def set(self, section: str, value: Any) -> None:

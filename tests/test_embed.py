@@ -323,9 +323,3 @@ def test_jpeg_draft_is_recorded_and_keyed(model, records, tmp_path):
     assert out.stats["loader"]["jpeg_draft"] is True
     assert embedding_cache_key(model, records, None, jpeg_draft=True) != embedding_cache_key(model, records, None)
 
-
-def test_bad_loader_settings_are_user_errors(model, records, tmp_path):
-    with pytest.raises(BenchError, match="decode_workers"):
-        embed_images(model, records, small_cfg(decode_workers=-1), tmp_path)
-    with pytest.raises(BenchError, match="shard_images"):
-        embed_images(model, records, small_cfg(shard_images=0), tmp_path)

@@ -11,18 +11,16 @@ from bench.errors import BenchError
 from bench.measure.evaluate import (
     average_precision_per_query,
     best_qps_at_recall,
-    category_quality,
+    category_quality_per_query,
     category_relevance,
     distance_summary,
     distribution_difference,
     exact_topk,
     jaccard_at_k,
     labelled_queries,
-    map_at_k,
     num_relevant_in_corpus,
     overlap_at_k,
     pareto_frontier,
-    precision_at_k,
     precision_per_query,
     random_pair_distances,
     rank_biased_overlap,
@@ -222,23 +220,20 @@ RELEVANCE = np.array([
 
 
 def test_precision_at_k_on_hand_built_relevance():
-    # P@4 per query: 2/4, 0/4, 2/4 -> mean 1/3
+    # P@4 per query: 2/4, 0/4, 2/4
     np.testing.assert_allclose(precision_per_query(RELEVANCE), [0.5, 0.0, 0.5])
-    assert precision_at_k(RELEVANCE) == pytest.approx(1 / 3)
 
 
 def test_map_without_corpus_counts_normalises_by_hits_in_top_k():
     # q0: hits at ranks 1 and 3: (P@1 + P@3) / 2 = (1 + 2/3) / 2 = 5/6
     # q1: no hits -> 0;  q2: hits at 1, 2: (1 + 1) / 2 = 1
     np.testing.assert_allclose(average_precision_per_query(RELEVANCE), [5 / 6, 0, 1])
-    assert map_at_k(RELEVANCE) == pytest.approx((5 / 6 + 0 + 1) / 3)  # 11/18
 
 
 def test_map_with_corpus_counts_normalises_by_min_k_and_r():
     # R = 3, 5, 2: q0 (1 + 2/3) / min(4,3) = 5/9; q1 0; q2 (1 + 1) / min(4,2) = 1
     r_q = np.array([3, 5, 2])
     np.testing.assert_allclose(average_precision_per_query(RELEVANCE, r_q), [5 / 9, 0, 1])
-    assert map_at_k(RELEVANCE, r_q) == pytest.approx((5 / 9 + 1) / 3)  # 14/27
     # R = 10 > K: the normaliser is capped at K = 4: q0 (5/3) / 4 = 5/12
     assert average_precision_per_query(RELEVANCE, np.array([10, 10, 10]))[0] == pytest.approx(5 / 12)
     with pytest.raises(ValueError, match="smaller than"):
@@ -255,19 +250,18 @@ def test_category_relevance_and_quality_exclude_unlabelled_queries():
     relevance = category_relevance(query_labels, result_labels, k=3)
     assert relevance.tolist() == [[True, False, True], [True, False, False], [False, False, False]]
     assert labelled_queries(query_labels).tolist() == [True, True, False]
-    quality = category_quality(query_labels, result_labels, k=3)
-    # over queries 0 and 1 only: P@3 = (2/3 + 1/3) / 2 = 1/2; AP = ((1 + 2/3)/2 + 1/1) / 2 = 11/12
-    assert quality["num_queries"] == 2 and quality["num_unlabelled"] == 1
-    assert quality["precision_at_k"] == pytest.approx(0.5)
-    assert quality["map_at_k"] == pytest.approx(11 / 12)
-    # With R_q = 4, 1, 0: AP q0 = (5/3) / 3 = 5/9, q1 = 1/1 -> (5/9 + 1) / 2 = 7/9
-    with_r = category_quality(query_labels, result_labels, k=3, num_relevant=np.array([4, 1, 0]))
-    assert with_r["map_at_k"] == pytest.approx(7 / 9)
+    per_query = category_quality_per_query(query_labels, result_labels, k=3)
+    # over queries 0 and 1 only: P@3 = 2/3, 1/3; AP (normalised by the hits found) = (1 + 2/3)/2, 1/1
+    np.testing.assert_allclose(per_query["precision_at_k"], [2 / 3, 1 / 3])
+    np.testing.assert_allclose(per_query["map_at_k"], [5 / 6, 1])
+    # With R_q = 4, 1, 0: AP q0 = (5/3) / 3 = 5/9, q1 = 1/1
+    with_r = category_quality_per_query(query_labels, result_labels, k=3, num_relevant=np.array([4, 1, 0]))
+    np.testing.assert_allclose(with_r["map_at_k"], [5 / 9, 1])
 
 
-def test_category_quality_with_no_labels_is_undefined_not_zero():
-    quality = category_quality([set(), ()], [[{1}], [{2}]], k=1)
-    assert quality == {"precision_at_k": None, "map_at_k": None, "num_queries": 0, "num_unlabelled": 2}
+def test_category_quality_with_no_labels_has_no_queries():
+    per_query = category_quality_per_query([set(), ()], [[{1}], [{2}]], k=1)
+    assert per_query["precision_at_k"].size == 0 and per_query["map_at_k"].size == 0
 
 
 def test_num_relevant_in_corpus():

@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.config import StatsConfig
 from bench.measure import evaluate
+from bench.measure.quality import CategoryQuality
 from bench.measure.fidelity import (cosine_summary, embedding_cosines, fidelity_section, ratio, rows_by_id,
                                     speed_and_size)
 from tests.helpers import clustered
@@ -57,9 +59,7 @@ def _setup(noise: float):
     corpus_ids, query_ids = ids[:50], ids[50:]
     labels = {int(i): {int(i) % 3} for i in ids}
 
-    def quality(result_ids):
-        return evaluate.category_quality([labels[int(q)] for q in query_ids],
-                                         [[labels[int(r)] for r in row] for row in result_ids], K)
+    quality = CategoryQuality(labels, query_ids, corpus_ids, K, StatsConfig(bootstrap_resamples=50))
 
     rows, distances = evaluate.exact_topk(variant[:50], variant[50:], K, "IP")
     # The reference arrives in another order: rows are matched by id.

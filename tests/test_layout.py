@@ -86,3 +86,18 @@ def test_top_level_holds_only_shared_modules():
 @pytest.mark.parametrize("subpackage", ["data", "models", "stores", "measure", "report", "gate"])
 def test_each_stage_is_a_subpackage(subpackage):
     assert (PACKAGE / subpackage / "__init__.py").is_file()
+
+
+README = PROJECT_ROOT / "README.md"
+README_MAX_BYTES = 10 * 1024
+
+
+def test_readme_stays_short():
+    """The README is the pitch, the quick start, running, the config groups and links; the rest is in docs/."""
+    assert len(README.read_bytes()) <= README_MAX_BYTES
+
+
+def test_every_docs_page_is_linked_from_the_readme():
+    readme = README.read_text()
+    unlinked = [p.name for p in sorted((PROJECT_ROOT / "docs").glob("*.md")) if f"](docs/{p.name}" not in readme]
+    assert not unlinked, f"docs pages missing from the README's Documentation list: {unlinked}"

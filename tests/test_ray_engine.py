@@ -156,6 +156,7 @@ def test_ctrl_c_on_the_driver_keeps_the_shards_and_a_rerun_finishes(model, recor
     resumed = embed_images(model, records, cfg, tmp_path, RAY)
     assert resumed.stats["resumed"]["images_done_before"] > 0
     assert [r["engine"] for r in resumed.stats["runs"]] == ["ray", "ray"]
-    assert sorted(resumed.image_ids.tolist()) == sorted(set(resumed.image_ids.tolist())) == sorted(local_run.image_ids.tolist())
+    ids = sorted(resumed.image_ids.tolist())
+    assert ids == sorted(set(ids)) == sorted(local_run.image_ids.tolist())
     assert cosines(local_run, resumed).min() >= MIN_COSINE
 

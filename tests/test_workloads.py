@@ -7,10 +7,12 @@ import time
 import numpy as np
 import pytest
 
-from bench.config import SearchConfig, WorkloadConfig
+from bench.config import Config, IndexConfig, SearchConfig, WorkloadConfig
+from bench.data.dataset import Dataset, ImageRecord
 from bench.errors import BenchError
-from bench.measure import workloads
 from bench.measure.workloads import filtered, streaming
+from bench.measure.workloads.registry import workload_class
+from bench.run.corpus import Corpus
 from bench.report.tables import to_markdown
 from bench.report.workload_tables import filtered_table, run_tables
 from bench.stores.base import CollectionSpec, SearchHits
@@ -96,15 +98,17 @@ def test_flat_self_check_fails_loudly_and_tolerates_only_ties():
     ({"kind": "streaming", "search_point": 4}, "workload.search_point=4 is not a point of index.search (4 points)"),
 ])
 def test_bad_workload_values_are_one_line_errors(overrides, message):
+    cfg = Config(workload=WorkloadConfig(**overrides), index=IndexConfig(type="FLAT", search=[{}] * 4))
     with pytest.raises(BenchError) as err:
-        workloads.validate(WorkloadConfig(**overrides), search_points=4)
+        workload_class(cfg.workload.kind).validate(cfg)
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_a_filter_on_a_dataset_without_labels_is_refused():
+    photos = Dataset("photos", [ImageRecord(1, "a.jpg", ()), ImageRecord(2, "b.jpg", ())], {}, [])
     with pytest.raises(BenchError, match="workload=filtered needs category labels, but no image of dataset 'photos'"):
-        workloads.check_labels(WorkloadConfig(kind="filtered"), "photos", [(), ()])
-    workloads.check_labels(WorkloadConfig(kind="streaming"), "photos", [(), ()])  # streaming needs none
+        workload_class("filtered").check_dataset(Config(), photos)
+    workload_class("streaming").check_dataset(Config(), photos)  # streaming needs none
 
 
 # -- streaming against the in-process faiss store -------------------------------------------------
@@ -128,12 +132,13 @@ class FaissFlat(FaissStore):
 def _stream(store, cfg, n=120, dim=16):
     corpus, queries = clustered(n, dim, seed=3), clustered(8, dim, seed=4)
     ids = np.arange(1000, 1000 + n)
-    store.insert(ids[::2], corpus[::2], [f"{i}.jpg" for i in ids[::2]], [[1]] * len(ids[::2]))
+    images = Corpus(ids, corpus, labels={int(i): frozenset({1}) for i in ids}, paths={int(i): f"{i}.jpg" for i in ids})
+    initial, arriving = images.rows(slice(None, None, 2)), images.rows(slice(1, None, 2))
+    store.insert(initial.ids, initial.vectors, initial.row_paths(), initial.row_labels())
     store.build_index("FLAT", {})
     start = time.perf_counter()
-    section = streaming.run(store, MilvusFieldMetadata(), cfg, SearchConfig(top_k=5), {}, "default", ids[::2],
-                            corpus[::2], ids[1::2], corpus[1::2], [f"{i}.jpg" for i in ids[1::2]],
-                            [[1]] * len(ids[1::2]), queries)
+    section = streaming.measure(store, MilvusFieldMetadata(), cfg, SearchConfig(top_k=5), {}, "default", initial,
+                                arriving, queries)
     return section, time.perf_counter() - start
 
 

@@ -9,15 +9,19 @@ Paths per ``dataset.kind``:
   ``dataset.annotations`` may be left unset; if set it must name that same JSON.
 - ``folder``: ``dataset.root`` is any folder of images, searched recursively (:mod:`bench.data.folder`);
   categories come from first-level subfolders with ``dataset.labels=subfolders``.
+- ``fashion_mnist``: ``dataset.root`` holds Fashion-MNIST's IDX files (:mod:`bench.data.fashion_mnist`);
+  ``dataset.split`` is train or test. The pixels are read into memory, so a record's ``path`` is
+  ``FILE#INDEX``, a name for the metadata store and the tables, not a file to open.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from omegaconf import MISSING
@@ -25,6 +29,7 @@ from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryV
 from pycocotools.coco import COCO
 
 from bench.config import DatasetConfig
+from bench.data import fashion_mnist
 from bench.data.folder import scan_folder
 from bench.data.sample import MAX_SIDE, MIN_ALLOWED_SIDE, MIN_SIDE, ensure_sample
 from bench.errors import BenchError
@@ -37,6 +42,13 @@ class ImageRecord:
     image_id: int
     path: Path
     category_ids: tuple[int, ...]  # sorted, unique; empty for an image without annotations
+    # The decoded image when the dataset holds pixels rather than files (Fashion-MNIST): a uint8
+    # (h, w) or (h, w, 3) view into the dataset's array. Not compared: records are equal by id and path.
+    pixels: Optional[np.ndarray] = field(default=None, compare=False, repr=False)
+
+    def pixels_sha256(self) -> str:
+        """sha256 of the in-memory pixels: such an image's identity in cache keys (it has no file to stat)."""
+        return hashlib.sha256(np.ascontiguousarray(self.pixels).tobytes()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -51,12 +63,17 @@ class Dataset:
     images: list[ImageRecord]
     categories: dict[int, str]
     skipped: list[Skip]  # files referenced but missing
+    # What the images were read from, by content: file name -> sha256 of its (decompressed) bytes.
+    # Only for datasets read from a few fixed files (Fashion-MNIST); goes into results.json.
+    files: dict[str, str] = field(default_factory=dict)
 
 
 def load_dataset(cfg: DatasetConfig) -> Dataset:
     """The images of ``cfg`` sorted by id (first ``cfg.limit`` of them); missing files go to ``skipped``."""
     if cfg.kind == "folder":
         return _load_folder(cfg)
+    if cfg.kind == "fashion_mnist":
+        return _load_fashion_mnist(cfg)
     image_dir, ann_path = _resolve_paths(cfg)
     coco = _load_coco(ann_path)
     image_ids = sorted(coco.getImgIds())
@@ -87,6 +104,23 @@ def _load_folder(cfg: DatasetConfig) -> Dataset:
     # The digest in the name keeps collections of different folders (same ids 1..n) apart.
     return Dataset(name=f"{cfg.name}_{found.digest}", images=images[: cfg.limit], categories=found.categories,
                    skipped=[])
+
+
+def _load_fashion_mnist(cfg: DatasetConfig) -> Dataset:
+    root = _optional(cfg, "root")
+    if root is None:
+        raise BenchError(f"dataset.root is not set for fashion_mnist: {fashion_mnist.FETCH_HINT}")
+    split = fashion_mnist.read_split(root, cfg.split)
+    count = len(split.images) if cfg.limit is None else min(cfg.limit, len(split.images))
+    # Category ids 1..10 (0 would read as "no category" nowhere, but COCO's ids start at 1 too).
+    images = [ImageRecord(i + 1, Path(f"{split.image_file}#{i}"), (int(split.labels[i]) + 1,), split.images[i])
+              for i in range(count)]
+    categories = {i + 1: label for i, label in enumerate(fashion_mnist.CLASSES)}
+    # The content digest in the name keeps collections of differing copies apart, as for folders; the
+    # decompressed bytes are hashed, so Debian's recompressed copy and Zalando's files share it.
+    digest = hashlib.sha256("".join(sorted(split.sha256.values())).encode()).hexdigest()[:8]
+    return Dataset(name=f"{cfg.name}_{digest}", images=images, categories=categories, skipped=[],
+                   files=dict(split.sha256))
 
 
 def split_queries(images: Sequence[ImageRecord], num_queries: int,
@@ -120,7 +154,7 @@ def _resolve_paths(cfg: DatasetConfig) -> tuple[Path, Path]:
                              "unset it or set dataset.annotations=${dataset.root}/annotations/instances_sample.json")
         return image_dir, ann_path
     if cfg.kind != "coco":
-        raise BenchError(f"unknown dataset.kind={cfg.kind!r}: choose coco, coco_sample or folder")
+        raise BenchError(f"unknown dataset.kind={cfg.kind!r}: choose coco, coco_sample, folder or fashion_mnist")
     fetch = FETCH_COMMAND.format(split=cfg.split)
     if annotations is None:
         raise BenchError("dataset.annotations is not set: set dataset.annotations=/path/to/instances_val2017.json "

@@ -1,9 +1,10 @@
 """`python -m bench.gate`: the CI regression gate on the deterministic metrics.
 
 Runs the gate's small config (``conf/gate/default.yaml``: the smoke experiment on FLAT, IVF_FLAT
-and HNSW) into a scratch folder and compares its recall, precision, mAP and parity with the
-baseline committed under ``reports/baseline/``. Those numbers are exactly reproducible (seeded
-random weights, a generated sample, fresh embeddings), so the tolerances are tight and the gate
+and HNSW, its INT8 variant, and extra runs such as the trained Fashion-MNIST CNN) into a scratch
+folder and compares its recall, precision, mAP and parity with the baseline committed under
+``reports/baseline/``. Those numbers are exactly reproducible (seeded random weights or a
+committed model file, a generated sample or fixed real images, fresh embeddings), so the tolerances are tight and the gate
 does not depend on how busy the runner is. Timings are not judged here: a committed timing
 from another machine means nothing; ``python -m bench.compare --against REV`` measures them.
 
@@ -48,6 +49,11 @@ def run_gate_config(cfg: GateConfig, workdir: Path, extra_overrides: Sequence[st
                                overrides=[*spec.overrides, f"model.precision={','.join(spec.variants)}",
                                           *VARIANT_SUBDIR, *extra_overrides], data_dir=workdir / "sample")
         runs += run_bench(REPO, variant_dir, args)
+    for number, extra in enumerate(spec.extra):  # their own data: dataset.root comes from their overrides
+        extra_dir = workdir / f"extra{number}"
+        args = bench_overrides(extra_dir, experiment=extra.experiment, indexes=extra.indexes,
+                               overrides=[*extra.overrides, *extra_overrides])
+        runs += run_bench(REPO, extra_dir, args)
     return runs
 
 

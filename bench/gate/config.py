@@ -56,6 +56,15 @@ class Floors:
 
 
 @dataclass
+class ExtraRuns:
+    """Another deterministic sweep beside the main one: its own experiment, indexes and overrides (e.g. the
+    trained Fashion-MNIST model on real images), compared against the same baseline folder."""
+    experiment: str = "smoke"
+    indexes: list[str] = field(default_factory=lambda: ["FLAT"])
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
 class GateRuns:
     """What ``python -m bench.gate`` runs and compares against the committed baseline."""
     experiment: str = "smoke"
@@ -66,6 +75,7 @@ class GateRuns:
     # their fidelity to FP32 is deterministic too, so a change that breaks quantization fails the gate.
     variants: list[str] = field(default_factory=list)
     variant_indexes: list[str] = field(default_factory=lambda: ["FLAT"])
+    extra: list[ExtraRuns] = field(default_factory=list)
 
 
 @dataclass
@@ -162,5 +172,7 @@ def _check(cfg: GateConfig) -> None:
         raise BenchError(f"gate against.pairs={cfg.against.pairs} must be at least 1")
     if not cfg.gate.indexes or not cfg.against.indexes:
         raise BenchError("gate gate.indexes and against.indexes must each list at least one index type")
+    if any(not extra.indexes for extra in cfg.gate.extra):
+        raise BenchError("gate gate.extra: each entry needs at least one index type in indexes")
     if cfg.gate.variants and not cfg.gate.variant_indexes:
         raise BenchError("gate gate.variants needs at least one index type in gate.variant_indexes")

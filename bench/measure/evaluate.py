@@ -342,7 +342,7 @@ def category_relevance(query_labels: Sequence[Labels], result_labels: Sequence[S
     ``result_labels[i]`` lists the category ids of query i's results in rank order; rows shorter than
     ``k`` (missing results) are padded with False, longer ones are cut at ``k``. A query without
     labels has an all-False row; use :func:`labelled_queries` to exclude such queries, as
-    :func:`category_quality` does.
+    :func:`category_quality_per_query` does.
     """
     _check_k(k)
     if len(query_labels) != len(result_labels):
@@ -403,12 +403,6 @@ def precision_per_query(relevance: np.ndarray) -> np.ndarray:
     return rel.sum(axis=1) / rel.shape[1]
 
 
-def precision_at_k(relevance: np.ndarray) -> float:
-    """precision@K: mean of :func:`precision_per_query` over the rows given (select labelled
-    queries first, e.g. ``relevance[labelled_queries(q)]``)."""
-    return float(precision_per_query(relevance).mean())
-
-
 def average_precision_per_query(relevance: np.ndarray,
                                 num_relevant: Optional[np.ndarray] = None) -> np.ndarray:
     """AP@K per query, float64 (nq,)::
@@ -444,11 +438,6 @@ def average_precision_per_query(relevance: np.ndarray,
     return np.divide(summed, denominator, out=np.zeros_like(summed), where=denominator > 0)
 
 
-def map_at_k(relevance: np.ndarray, num_relevant: Optional[np.ndarray] = None) -> float:
-    """mAP@K: mean of :func:`average_precision_per_query` over the rows given."""
-    return float(average_precision_per_query(relevance, num_relevant).mean())
-
-
 def category_quality_per_query(query_labels: Sequence[Labels], result_labels: Sequence[Sequence[Labels]], k: int,
                                num_relevant: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
     """Per labelled query: ``{"precision_at_k": P@K, "map_at_k": AP@K}`` (float64 arrays, unlabelled
@@ -460,25 +449,6 @@ def category_quality_per_query(query_labels: Sequence[Labels], result_labels: Se
     r_q = None if num_relevant is None else np.asarray(num_relevant)[labelled]
     return {"precision_at_k": precision_per_query(relevance[labelled]),
             "map_at_k": average_precision_per_query(relevance[labelled], r_q)}
-
-
-def category_quality(query_labels: Sequence[Labels], result_labels: Sequence[Sequence[Labels]], k: int,
-                     num_relevant: Optional[np.ndarray] = None) -> dict[str, Optional[float] | int]:
-    """precision@K and mAP@K over the queries that have labels, in one call.
-
-    Returns ``{"precision_at_k", "map_at_k", "num_queries", "num_unlabelled"}``: ``num_queries``
-    counts the labelled queries averaged over, ``num_unlabelled`` those excluded. With no labelled
-    query the two metrics are None (undefined), not 0. ``num_relevant`` (R_q, for all queries) is
-    passed to :func:`average_precision_per_query`.
-    """
-    per_query = category_quality_per_query(query_labels, result_labels, k, num_relevant)
-    count = int(per_query["precision_at_k"].size)
-    if count == 0:
-        return {"precision_at_k": None, "map_at_k": None, "num_queries": 0,
-                "num_unlabelled": len(query_labels)}
-    return {"precision_at_k": float(per_query["precision_at_k"].mean()),
-            "map_at_k": float(per_query["map_at_k"].mean()),
-            "num_queries": count, "num_unlabelled": len(query_labels) - count}
 
 
 def _as_relevance(relevance: np.ndarray) -> np.ndarray:

@@ -21,7 +21,6 @@ machine hits every point alike instead of favouring the points measured in a qui
 from __future__ import annotations
 
 import math
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
@@ -31,6 +30,7 @@ from tqdm import tqdm
 
 from bench.config import SearchConfig
 from bench.measure.clients import ClientPool
+from bench.measure.clock import Stopwatch, timed
 from bench.measure.statistics import min_samples_for_percentile, trial_spread
 from bench.measure.timing import PERCENTILES, summarize_latencies
 from bench.stores.base import SearchHits, VectorStore
@@ -38,12 +38,6 @@ from bench.stores.metadata import MetadataStore
 
 
 MIN_CLIENT_WINDOW_S = 0.5  # a client-process level runs at least this long per trial
-
-
-def _timed(fn, *args, **kwargs) -> tuple[float, Any]:
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return time.perf_counter() - start, out
 
 
 def _warm_up(store: VectorStore, metadata: MetadataStore, queries: np.ndarray, params: Mapping[str, Any],
@@ -67,7 +61,7 @@ def search_topk(store: VectorStore, metadata: MetadataStore, queries: np.ndarray
     _warm_up(store, metadata, queries, params, cfg)
     ids, distances, seconds = [], [], 0.0
     for i in tqdm(range(len(queries)), desc=f"search {label}", unit="q", leave=False, disable=None):
-        took, hits = _timed(store.search, queries[i:i + 1], cfg.top_k, params)
+        took, hits = timed(store.search, queries[i:i + 1], cfg.top_k, params)
         seconds += took
         ids.append(hits.ids[0])
         distances.append(hits.distances[0])
@@ -116,10 +110,10 @@ def timing_trial(store: VectorStore, metadata: MetadataStore, queries: np.ndarra
     # Serial nq=1, search alone: at least one pass over the latency queries, then cycle through them
     # until this trial's share of the samples is in or its share of search.latency_max_s is spent.
     wanted = math.ceil(latency_target(cfg, confidence) / repeats)
-    deadline = time.perf_counter() + cfg.latency_max_s / repeats
+    budget_s, watch = cfg.latency_max_s / repeats, Stopwatch()
     i = 0
-    while i < n_latency or (i < wanted and time.perf_counter() < deadline):
-        seconds, _ = _timed(store.search, queries[i % n_latency:i % n_latency + 1], k, params)
+    while i < n_latency or (i < wanted and watch.elapsed() < budget_s):
+        seconds, _ = timed(store.search, queries[i % n_latency:i % n_latency + 1], k, params)
         trial.search_s.append(seconds)
         i += 1
 
@@ -127,13 +121,10 @@ def timing_trial(store: VectorStore, metadata: MetadataStore, queries: np.ndarra
     # share one pass over the latency queries (each takes the next slice), as one measurement did before.
     share = math.ceil(n_latency / repeats)
     for i in range(trial_number * share, min((trial_number + 1) * share, n_latency)):
-        start = time.perf_counter()
-        hits = store.search(queries[i:i + 1], k, params, with_paths=metadata.paths_in_search)
-        resolve_start = time.perf_counter()
-        metadata.resolve(hits)
-        end = time.perf_counter()
-        trial.e2e_s.append(end - start)
-        trial.resolve_s.append(end - resolve_start)
+        search_s, hits = timed(store.search, queries[i:i + 1], k, params, with_paths=metadata.paths_in_search)
+        resolve_s, _ = timed(metadata.resolve, hits)
+        trial.e2e_s.append(search_s + resolve_s)
+        trial.resolve_s.append(resolve_s)
 
     # Throughput: this trial's share of search.min_throughput_s, counted in queries (at least one pass over
     # them), so that three trials cost what one measurement of the whole time did.
@@ -141,7 +132,7 @@ def timing_trial(store: VectorStore, metadata: MetadataStore, queries: np.ndarra
     cycled = queries[np.arange(count) % nq]
     batch_seconds = 0.0
     for start in range(0, count, cfg.query_batch_size):
-        seconds, _ = _timed(store.search, cycled[start:start + cfg.query_batch_size], k, params)
+        seconds, _ = timed(store.search, cycled[start:start + cfg.query_batch_size], k, params)
         batch_seconds += seconds
     trial.batch_qps = count / batch_seconds if batch_seconds > 0 else float("nan")
     if clients is None:
@@ -222,7 +213,5 @@ def _concurrent_qps(store: VectorStore, queries: np.ndarray, k: int, params: Map
         store.search(queries[i % nq:i % nq + 1], k, params)
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        start = time.perf_counter()
-        list(pool.map(one, range(count)))
-        seconds = time.perf_counter() - start
+        seconds, _ = timed(lambda: list(pool.map(one, range(count))))
     return count / seconds

@@ -1,4 +1,7 @@
-"""Keras application -> ONNX file, converted once and cached, with a Keras-vs-onnxruntime parity check.
+"""Keras model -> ONNX file, converted once and cached, with a Keras-vs-onnxruntime parity check.
+
+The Keras model is a keras.applications constructor (``model.source=keras``) or a user's saved
+model (``model.source=keras_file``, :mod:`bench.models.keras_file`); both take the same path below.
 
 The only conversion path that works for VGG16, ResNet50, MobileNetV2 and EfficientNet alike is
 ``tf2onnx.convert.from_keras`` with an explicit NHWC float32 input signature (see
@@ -29,6 +32,7 @@ import onnxruntime as ort
 
 from bench.config import ModelConfig
 from bench.errors import BenchError
+from bench.models import keras_file
 from bench.models.preprocess import get_preprocessor
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,9 @@ class _WeightsPlan:
     path: Optional[Path] = None
     fallback_from: Optional[str] = None  # "auto" when auto fell back to random
     allow_fallback: bool = False  # auto chose imagenet: a failed download falls back to random
+    # model.source=keras_file: the saved model the architecture (and, for kind "file", the weights) come from.
+    model_file: Optional[Path] = None
+    model_sha256: Optional[str] = None
 
     @property
     def tag(self) -> str:
@@ -88,6 +95,8 @@ class _WeightsPlan:
         else:
             source = str(self.path)
         prov = {"kind": self.kind, "seed": self.seed, "sha256": self.sha256, "source": source}
+        if self.model_file is not None:
+            prov["model_file"] = {"path": str(self.model_file), "sha256": self.model_sha256}
         if self.fallback_from:
             prov["fallback_from"] = self.fallback_from
         return prov
@@ -103,12 +112,12 @@ def ensure_onnx(cfg: ModelConfig, cache_dir: Path) -> ConvertedModel:
     get_preprocessor(cfg.preprocessing)  # unknown preprocessing: fail before any work
     if cfg.source == "onnx":
         return _load_user_onnx(cfg)
-    if cfg.source != "keras":
-        raise BenchError(f"unknown model.source={cfg.source!r}: choose keras or onnx")
+    if cfg.source not in ("keras", "keras_file"):
+        raise BenchError(f"unknown model.source={cfg.source!r}: choose keras, keras_file or onnx")
     _validate_keras_settings(cfg)
     cache_dir.mkdir(parents=True, exist_ok=True)
 
-    plan = _plan_weights(cfg, cache_dir)
+    plan = _plan_keras_file(cfg) if cfg.source == "keras_file" else _plan_weights(cfg, cache_dir)
     if isinstance(plan, ConvertedModel):  # weights=auto found converted ImageNet weights in the cache
         return plan
     cached = _load_cached(cfg, cache_dir, plan)
@@ -133,10 +142,12 @@ def _validate_keras_settings(cfg: ModelConfig) -> None:
     if cfg.opset not in SUPPORTED_OPSETS:
         raise BenchError(f"model.opset={cfg.opset} is not supported by tf2onnx here: "
                          f"choose {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} (17 is the default)")
-    if not cfg.architecture:
-        raise BenchError("model.architecture is empty: set it to a keras.applications name, e.g. VGG16")
     if cfg.pooling not in POOLINGS:
         raise BenchError(f"model.pooling={cfg.pooling!r}: choose one of {', '.join(POOLINGS)}")
+    if cfg.source == "keras_file":
+        return  # the saved model's own input and layers are checked when it is loaded
+    if not cfg.architecture:
+        raise BenchError("model.architecture is empty: set it to a keras.applications name, e.g. VGG16")
     if cfg.input_size < MIN_INPUT_SIZE:
         raise BenchError(f"model.input_size={cfg.input_size} is too small: keras.applications need >= "
                          f"{MIN_INPUT_SIZE}")
@@ -171,6 +182,15 @@ def _plan_weights(cfg: ModelConfig, cache_dir: Path) -> _WeightsPlan | Converted
                          f"or model.weights=imagenet|random|auto")
     path = path.resolve()
     return _WeightsPlan("file", sha256=sha256_file(path), path=path)
+
+
+def _plan_keras_file(cfg: ModelConfig) -> _WeightsPlan:
+    """A saved model's own weights, or its architecture re-initialised; cached by the file's content."""
+    path = keras_file.model_path(cfg)
+    digest = keras_file.content_sha256(path)
+    if cfg.weights == "random":
+        return _WeightsPlan("random", seed=cfg.seed, model_file=path, model_sha256=digest)
+    return _WeightsPlan("file", sha256=digest, path=path, model_file=path, model_sha256=digest)
 
 
 def _keras_models_dir() -> Path:
@@ -242,9 +262,16 @@ def _safe(text: str) -> str:
 
 
 def _cache_paths(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan) -> tuple[Path, Path]:
-    stem = (f"{_safe(cfg.name)}-{_safe(cfg.architecture)}-{plan.tag}-{cfg.input_size}px-"
+    stem = (f"{_safe(cfg.name)}-{_safe(_architecture(cfg, plan))}-{plan.tag}-{cfg.input_size}px-"
             f"{cfg.pooling}-opset{cfg.opset}")
     return cache_dir / f"{stem}.onnx", cache_dir / f"{stem}.json"
+
+
+def _architecture(cfg: ModelConfig, plan: _WeightsPlan) -> str:
+    """What is converted: a keras.applications name, or a saved model by content and the layer embedded from."""
+    if plan.model_file is None:
+        return cfg.architecture
+    return f"file{plan.model_sha256[:8]}-{cfg.output_layer or 'output'}"
 
 
 def _load_cached(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan) -> ConvertedModel | None:
@@ -315,6 +342,9 @@ def _keras_constructor(architecture: str) -> Callable[..., Any]:
 
 def _build_keras_model(cfg: ModelConfig, plan: _WeightsPlan):
     _, keras, _ = _import_tensorflow()
+    if plan.model_file is not None:
+        return keras_file.load_embedding_model(cfg, plan.model_file, keras,
+                                               plan.seed if plan.kind == "random" else None)
     constructor = _keras_constructor(cfg.architecture)
     size = cfg.input_size
     if plan.kind == "random":
@@ -347,8 +377,8 @@ class _DownloadFailed(Exception):
 
 
 def _convert_keras(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan) -> ConvertedModel:
-    log.info("converting %s (keras.applications.%s, %s weights, %dpx, %s pooling) to ONNX opset %d ...",
-             cfg.name, cfg.architecture, plan.tag, cfg.input_size, cfg.pooling, cfg.opset)
+    log.info("converting %s (%s, %s weights, %s pooling) to ONNX opset %d ...", cfg.name, _described(cfg, plan),
+             plan.tag, cfg.pooling, cfg.opset)
     # Timed apart: the import costs seconds only for the first conversion in a process.
     t0 = time.perf_counter()
     _import_tensorflow()
@@ -374,13 +404,30 @@ def _convert_keras(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan) -> Con
         gc.collect()
 
 
+def _described(cfg: ModelConfig, plan: _WeightsPlan) -> str:
+    if plan.model_file is None:
+        return f"keras.applications.{cfg.architecture}, {cfg.input_size}px"
+    return f"{plan.model_file}, layer {cfg.output_layer or '(its output)'}"
+
+
+def _input_side(cfg: ModelConfig, model) -> int:
+    """The image side the model takes: fixed by a saved model's input layer, else model.input_size."""
+    side = model.inputs[0].shape[1]
+    if side is None:
+        return cfg.input_size
+    if side != cfg.input_size:
+        log.warning("model.input_size=%d ignored: %s takes %dpx images", cfg.input_size, cfg.path, side)
+    return int(side)
+
+
 def _convert_built_model(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan, model,
                          started: float, tf_import_s: float) -> ConvertedModel:
     tf, keras, tf2onnx = _import_tensorflow()
     build_s = time.perf_counter() - started
     onnx_path, sidecar_path = _cache_paths(cfg, cache_dir, plan)
     tmp_path = onnx_path.with_name(f".{onnx_path.stem}.{os.getpid()}.tmp.onnx")
-    size = cfg.input_size
+    size = _input_side(cfg, model)
+    what = cfg.architecture if plan.model_file is None else str(plan.model_file)
     try:
         t0 = time.perf_counter()
         spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name="input"),)
@@ -388,10 +435,10 @@ def _convert_built_model(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan, 
         convert_s = time.perf_counter() - t0
 
         session = _open_session(tmp_path)
-        input_name, output_name, output_shape = _single_input_io(session, cfg.architecture)
+        input_name, output_name, output_shape = _single_input_io(session, what)
         embedding_dim = output_shape[-1]
         if len(output_shape) != 2 or not isinstance(embedding_dim, int):
-            raise BenchError(f"converted {cfg.architecture} outputs shape {output_shape}, expected "
+            raise BenchError(f"converted {what} outputs shape {output_shape}, expected "
                              f"(batch, dim): check model.pooling")
 
         t0 = time.perf_counter()
@@ -400,7 +447,7 @@ def _convert_built_model(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan, 
         del session
         if not (parity["max_rel_diff"] <= PARITY_MAX_REL_DIFF and parity["min_cosine"] >= PARITY_MIN_COSINE):
             raise BenchError(
-                f"ONNX output of {cfg.architecture} differs from Keras: max_rel_diff={parity['max_rel_diff']:.2e} "
+                f"ONNX output of {what} differs from Keras: max_rel_diff={parity['max_rel_diff']:.2e} "
                 f"(limit {PARITY_MAX_REL_DIFF:.0e}), min_cosine={parity['min_cosine']:.6f} "
                 f"(limit {PARITY_MIN_COSINE}): try another model.opset ({SUPPORTED_OPSETS.start}.."
                 f"{SUPPORTED_OPSETS.stop - 1})")
@@ -424,8 +471,9 @@ def _convert_built_model(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan, 
     }
     weights = plan.provenance(cfg.architecture)
     sidecar = {
-        "schema_version": SIDECAR_SCHEMA_VERSION, "name": cfg.name, "source": "keras",
-        "architecture": cfg.architecture, "input_size": size, "pooling": cfg.pooling,
+        "schema_version": SIDECAR_SCHEMA_VERSION, "name": cfg.name, "source": cfg.source,
+        "architecture": cfg.architecture, "output_layer": cfg.output_layer, "input_size": size,
+        "pooling": cfg.pooling,
         "preprocessing": cfg.preprocessing, "onnx_file": onnx_path.name, "onnx_sha256": onnx_sha256,
         "input_name": input_name, "output_name": output_name, "embedding_dim": embedding_dim,
         "weights": weights, "conversion": conversion,

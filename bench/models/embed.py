@@ -28,8 +28,7 @@ import numpy as np
 
 from bench.config import ModelConfig, RuntimeConfig
 from bench.data.dataset import ImageRecord, Skip
-from bench.errors import BenchError
-from bench.measure.stages import current_rss_mib, peak_rss_mib
+from bench.measure.clock import current_rss_mib, peak_rss_mib
 from bench.models.convert import ConvertedModel
 from bench.models.engines import engine_runner, validate_engine
 from bench.models.engines.base import EmbedJob
@@ -58,9 +57,6 @@ def embed_images(model: ConvertedModel, images: Sequence[ImageRecord], cfg: Mode
     hook = load_preprocess_hook(cfg.preprocess_hook)
     resolve_workers(cfg.decode_workers)  # checked here too: a cache hit must not hide a bad setting
     validate_engine(runtime)
-    if cfg.shard_images <= 0 or cfg.shard_seconds <= 0:
-        raise BenchError(f"model.shard_images={cfg.shard_images} and model.shard_seconds={cfg.shard_seconds} "
-                         f"must be positive")
     key = embedding_cache_key(model, images, cfg.preprocess_hook, cfg.jpeg_draft, cache_tag(runtime))
     store = ShardStore(_cache_folder(model.name, key, Path(cache_dir)), key, model.embedding_dim)
     stored = store.read()
@@ -152,7 +148,8 @@ def _cache_folder(model_name: str, key: str, cache_dir: Path) -> Path:
 
 def _cache_hit(store: ShardStore, stored: Stored) -> Embeddings:
     manifest = stored.manifest
-    image_ids, vectors = np.empty(stored.num_vectors, dtype=np.int64), np.empty((stored.num_vectors, store.dim), np.float32)
+    image_ids = np.empty(stored.num_vectors, dtype=np.int64)
+    vectors = np.empty((stored.num_vectors, store.dim), np.float32)
     store.assemble(stored, image_ids, vectors)
     stats = dict(manifest["stats"])
     stats["from_cache"] = True  # the timings describe the run(s) at measured_at, not this one

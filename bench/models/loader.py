@@ -13,7 +13,6 @@ between processes. ``workers=0`` is the old inline loop: decode a batch, then in
 from __future__ import annotations
 
 import os
-import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,8 +22,9 @@ from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 
 from bench.data.dataset import ImageRecord, Skip
-from bench.data.images import ImageError, load_rgb
+from bench.data.images import ImageError, record_rgb
 from bench.errors import BenchError
+from bench.measure.clock import Stopwatch, timed
 
 Hook = Callable[[np.ndarray], Optional[np.ndarray]]
 BATCHES_AHEAD_PER_WORKER = 2
@@ -73,25 +73,24 @@ class BatchDecoder:
         self.size, self.preprocess, self.hook, self.jpeg_draft = size, preprocess, hook, jpeg_draft
 
     def __call__(self, records: Sequence[ImageRecord]) -> Batch:
-        t0 = time.perf_counter()
+        watch = Stopwatch()
         pixels = np.empty((len(records), self.size, self.size, 3), dtype=np.uint8)
         ids: list[int] = []
         skipped: list[tuple[int, Skip]] = []
         for record in records:
             try:
-                pixels[len(ids)] = load_rgb(record.path, self.size, draft=self.jpeg_draft)
+                pixels[len(ids)] = record_rgb(record, self.size, draft=self.jpeg_draft)
                 ids.append(int(record.image_id))
             except ImageError as err:
                 skipped.append((int(record.image_id), Skip(path=str(record.path), reason=str(err))))
-        t1 = time.perf_counter()
+        decode_s = watch.lap()
         batch = self.preprocess(pixels[: len(ids)]) if ids else np.empty((0, self.size, self.size, 3), np.float32)
         if self.hook is not None and ids:
             hooked = self.hook(batch)
             batch = batch if hooked is None else hooked
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        t2 = time.perf_counter()
         return Batch(image_ids=np.asarray(ids, dtype=np.int64), pixels=batch, skipped=skipped,
-                     num_records=len(records), decode_s=t1 - t0, preprocess_s=t2 - t1)
+                     num_records=len(records), decode_s=decode_s, preprocess_s=watch.lap())
 
 
 class BatchLoader:
@@ -122,9 +121,8 @@ class BatchLoader:
         ahead: deque[Future] = deque(self._pool.submit(self.decoder, c)
                                      for c in islice(chunks, BATCHES_AHEAD_PER_WORKER * self.workers))
         while ahead:
-            t0 = time.perf_counter()
-            batch = ahead.popleft().result()
-            self.times.wait_s += time.perf_counter() - t0
+            wait_s, batch = timed(ahead.popleft().result)
+            self.times.wait_s += wait_s
             nxt = next(chunks, None)
             if nxt is not None:
                 ahead.append(self._pool.submit(self.decoder, nxt))
@@ -132,9 +130,8 @@ class BatchLoader:
 
     def _inline(self) -> Iterator[Batch]:
         for chunk in self.chunks:
-            t0 = time.perf_counter()
-            batch = self.decoder(chunk)
-            self.times.wait_s += time.perf_counter() - t0
+            wait_s, batch = timed(self.decoder, chunk)
+            self.times.wait_s += wait_s
             yield self._counted(batch)
 
     def _counted(self, batch: Batch) -> Batch:

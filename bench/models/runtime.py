@@ -31,7 +31,7 @@ GRAPH_OPTIMIZATION = {
 # What to install for a provider this onnxruntime build lacks.
 INSTALL_HINTS = {
     "CUDAExecutionProvider": "install onnxruntime-gpu in place of onnxruntime (pip install -e '.[gpu]', "
-                             "see README 'GPU')",
+                             "see docs/models-and-variants.md, GPU)",
     "TensorrtExecutionProvider": "install onnxruntime-gpu with TensorRT (see onnxruntime.ai/docs/execution-providers)",
 }
 # Why a provider that is installed may still not load.

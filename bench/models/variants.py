@@ -41,7 +41,7 @@ import onnxruntime as ort
 from bench import cpu
 from bench.config import ModelConfig, QuantConfig
 from bench.data.dataset import ImageRecord
-from bench.data.images import ImageError, load_rgb
+from bench.data.images import ImageError, record_rgb
 from bench.errors import BenchError
 from bench.models.convert import PARITY_BATCH, PARITY_SEED, ConvertedModel, ensure_onnx, parity_metrics, sha256_file
 from bench.models.preprocess import get_preprocessor
@@ -246,7 +246,7 @@ def _calibration_batches(parent: ConvertedModel, records: Sequence[ImageRecord])
     images, unreadable = [], []
     for record in records:
         try:
-            images.append(load_rgb(record.path, parent.input_size))
+            images.append(record_rgb(record, parent.input_size))
         except ImageError as err:
             unreadable.append(f"{record.path}: {err}")
     if unreadable:
@@ -321,6 +321,8 @@ def _safe(text: str) -> str:
 
 def _file_identity(record: ImageRecord) -> dict:
     """A calibration image by content, so a regenerated identical sample keeps its cache hit."""
+    if record.pixels is not None:
+        return {"image_id": int(record.image_id), "name": Path(record.path).name, "sha256": record.pixels_sha256()}
     try:
         digest = sha256_file(Path(record.path))
     except OSError:

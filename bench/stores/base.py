@@ -25,6 +25,8 @@ class Capabilities:
     # False for a bare index library with no database around it: the floor that the report's store table
     # compares the database stores against (the same index and parameters on both).
     database: bool = True
+    # Its collections outlive the process (a file or a server), so a rerun reuses a filled one.
+    persistent: bool = True
     # How its timings must be read, shown under the report's load table; "" when there is nothing to say.
     caveat: str = ""
 

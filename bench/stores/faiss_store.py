@@ -100,7 +100,7 @@ class FaissStore:
     @classmethod
     def capabilities(cls) -> Capabilities:
         return Capabilities(index_types=frozenset(FACTORY), min_rows_to_index=0, embedded=True, filters=True,
-                            database=False,
+                            database=False, persistent=False,
                             caveat="**faiss** (raw index in this process, no database): the floor under Milvus's "
                                    "figures, not a store an application would run as is.")
 

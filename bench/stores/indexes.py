@@ -58,7 +58,7 @@ def validate_index(index_type: str, build: Mapping[str, Any], search_points: lis
         building = registry.kinds_building(index_type)
         where = " or ".join(f"store={s}" for s in building) or "no store bench knows"
         remote = [s for s in building if not registry.capabilities(s).embedded]
-        hint = f" ({remote[0]} needs a running server: `docker compose up -d`, see README)" if remote else ""
+        hint = f" ({remote[0]} needs a running server: `docker compose up -d`, see docs/stores.md)" if remote else ""
         raise BenchError(f"index {index_type} is not supported by store {store}: run it with {where}{hint}")
     if metric not in METRICS:
         raise BenchError(f"search.metric={metric!r} is not supported: choose one of {', '.join(METRICS)}")

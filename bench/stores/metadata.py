@@ -51,11 +51,19 @@ class MilvusFieldMetadata:
         pass
 
 
+METADATA_KINDS = ("milvus", "redis")
+
+
+def check_kind(kind: str) -> None:
+    if kind not in METADATA_KINDS:
+        raise BenchError(f"unknown metadata.kind {kind!r}: choose {' or '.join(METADATA_KINDS)} (conf/metadata/)")
+
+
 def open_metadata(cfg: MetadataConfig, namespace: str) -> MetadataStore:
+    check_kind(cfg.kind)
     if cfg.kind == "milvus":
         return MilvusFieldMetadata()
     if cfg.kind == "redis":
         from bench.stores.redis_metadata import RedisMetadata
 
         return RedisMetadata(cfg, namespace)
-    raise BenchError(f"unknown metadata.kind {cfg.kind!r}: choose milvus or redis (conf/metadata/)")

@@ -29,6 +29,19 @@ from bench.stores.urls import public_url
 
 log = logging.getLogger(__name__)
 
+
+class _NoRpcErrorTraceback(logging.Filter):
+    """pymilvus logs every failed call at ERROR with its full traceback, then raises the error. The error
+    reaches bench either way: expected ones (a clean-up, a refused parameter) become one-line messages, and
+    anything else propagates with its own traceback; the log record only repeats it, third-party frames
+    and all, so it is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.funcName != "_log_rpc_error"
+
+
+_RPC_ERROR_FILTER = _NoRpcErrorTraceback()
+
 VECTOR_FIELD = "vector"
 MAX_PATH_LENGTH = 4096
 MAX_LABELS = 256
@@ -129,6 +142,7 @@ class MilvusStore:
     def __init__(self, cfg: MilvusConfig):
         from pymilvus import MilvusClient
 
+        logging.getLogger("pymilvus.decorators").addFilter(_RPC_ERROR_FILTER)  # adding it again is a no-op
         self.cfg = cfg
         self.kind = cfg.kind
         self.insert_threads = cfg.insert_threads
@@ -305,6 +319,9 @@ class MilvusStore:
 
     def _drop_index_quietly(self) -> None:
         try:
+            # Milvus refuses to drop the index of a loaded collection ("call release() first"): a build
+            # interrupted after a load, or one on a server where the collection was loaded meanwhile.
+            self.client.release_collection(self._name)
             for name in self.client.list_indexes(self._name):
                 self.client.drop_index(self._name, name)
         except Exception as err:  # the original failure matters more than this clean-up

@@ -15,11 +15,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from bench.config import ModelConfig, StoreConfig
+from bench.config import ModelConfig
 from bench.measure import evaluate
 from bench.models.convert import ConvertedModel, ensure_onnx
 from bench.models.preprocess import get_preprocessor
 from bench.stores import CollectionSpec, open_store
+from bench.stores.milvus import MilvusConfig
 
 DIM = 256
 
@@ -85,7 +86,7 @@ def test_recall_and_overlap(benchmark):
 @pytest.fixture(scope="module")
 def lite_ivf(tmp_path_factory):
     """milvus-lite with 2000 clustered vectors in an IVF_FLAT index, loaded."""
-    store = open_store(StoreConfig(uri=str(tmp_path_factory.mktemp("bench-lite") / "lite.db"), index_timeout_s=120))
+    store = open_store(MilvusConfig(uri=str(tmp_path_factory.mktemp("bench-lite") / "lite.db"), index_timeout_s=120))
     corpus = clustered(2000)
     store.prepare(CollectionSpec(name="hot", dim=DIM, metric="IP", fingerprint="hot", with_paths=False), len(corpus))
     ids = np.arange(len(corpus), dtype=np.int64)

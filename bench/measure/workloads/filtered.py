@@ -16,17 +16,19 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from bench.config import SearchConfig, WorkloadConfig
+from bench.config import Config
+from bench.data.dataset import Dataset
 from bench.errors import BenchError
 from bench.measure.evaluate import exact_topk
 from bench.measure.search import interleaved_trials, search_topk
+from bench.measure.workloads.base import AFTER_SWEEP, Workload
+from bench.run.context import RunContext
 from bench.stores.base import LabelFilter, SearchHits, VectorStore
 from bench.stores.indexes import point_label
-from bench.stores.metadata import MetadataStore
 
 log = logging.getLogger(__name__)
 
@@ -134,41 +136,69 @@ def flat_self_check(index_type: str, bucket: Bucket, found: SearchHits, exact_di
                          "of the corpus): the store's filter and the exact filtered ground truth disagree")
 
 
-def run(store: VectorStore, metadata: MetadataStore, cfg: WorkloadConfig, search: SearchConfig, index_type: str,
-        points: Sequence[Mapping[str, Any]], corpus_ids: np.ndarray, corpus_vectors: np.ndarray,
-        labels: Mapping[int, set[int]], names: Mapping[int, str], queries: np.ndarray,
-        quality_of: Callable[[np.ndarray], dict[str, Any]], confidence: float = 0.95) -> dict[str, Any]:
-    """Every selectivity bucket through every search point; returns results.json's "filtered" section."""
-    k = search.top_k
-    corpus_labels = [labels[int(i)] for i in corpus_ids]
-    selectivity = category_selectivity(corpus_labels)
-    buckets = choose_buckets(selectivity, list(cfg.selectivities), cfg.selectivity_tolerance, len(corpus_ids), names)
-    out = []
-    for bucket in buckets:
-        row: dict[str, Any] = {**asdict(bucket), "reached": bucket.reached, "filter": None, "points": []}
-        if not bucket.reached:
-            log.warning("selectivity bucket %.0f%%: %s", 100 * bucket.target, bucket.note)
-            out.append(row)
-            continue
+class FilteredWorkload(Workload):
+    """workload=filtered: after the plain sweep, every selectivity bucket through every search point."""
+    name = "filtered"
+    phase = AFTER_SWEEP
+
+    @classmethod
+    def validate(cls, cfg: Config) -> None:
+        workload = cfg.workload
+        if not workload.selectivities or any(not 0 < s <= 1 for s in workload.selectivities):
+            raise BenchError(f"workload.selectivities={list(workload.selectivities)} must be shares of the corpus "
+                             "in (0, 1]")
+        if workload.selectivity_tolerance < 1:
+            raise BenchError(f"workload.selectivity_tolerance={workload.selectivity_tolerance} must be a factor >= 1")
+
+    @classmethod
+    def check_dataset(cls, cfg: Config, dataset: Dataset) -> None:
+        """A filter needs labels: a dataset without any is a one-line error, not a table of empty buckets."""
+        if not any(r.category_ids for r in dataset.images):
+            raise BenchError(f"workload=filtered needs category labels, but no image of dataset {dataset.name!r} "
+                             "has any annotation: use a COCO dataset with instances (or the sample), or workload=none")
+
+    def run(self, context: RunContext) -> dict[str, Any]:
+        """Returns results.json's "filtered" section."""
+        cfg, corpus = context.cfg, context.corpus
+        corpus_labels = [corpus.labels[int(i)] for i in corpus.ids]
+        selectivity = category_selectivity(corpus_labels)
+        names = context.categories
+        buckets = choose_buckets(selectivity, list(cfg.workload.selectivities), cfg.workload.selectivity_tolerance,
+                                 len(corpus), names)
+        out = []
+        for bucket in buckets:
+            if not bucket.reached:
+                log.warning("selectivity bucket %.0f%%: %s", 100 * bucket.target, bucket.note)
+                out.append({**asdict(bucket), "reached": False, "filter": None, "points": []})
+            else:
+                out.append(self._bucket(context, bucket, corpus_labels))
+        return {"field": "category_ids", "top_k": cfg.search.top_k, "tolerance": cfg.workload.selectivity_tolerance,
+                "category_selectivity": {names.get(c, str(c)): s for c, s in selectivity.items()},
+                "flat_self_check": "passed" if cfg.index.type == "FLAT" else "not applicable", "buckets": out}
+
+    @staticmethod
+    def _bucket(context: RunContext, bucket: Bucket, corpus_labels: Sequence[Sequence[int]]) -> dict[str, Any]:
+        """One reached bucket: its exact filtered ground truth, then the sweep's points through the filter."""
+        cfg, corpus, queries = context.cfg, context.corpus, context.queries.vectors
+        k, index_type = cfg.search.top_k, cfg.index.type
         label_filter = LabelFilter((bucket.category,))
-        row["filter"] = str(label_filter)
+        row: dict[str, Any] = {**asdict(bucket), "reached": True, "filter": str(label_filter), "points": []}
         passing = np.array([bucket.category in lab for lab in corpus_labels])
-        exact_rows, exact_distances = filtered_exact(corpus_vectors, passing, queries, k, search.metric)
-        exact_ids = np.where(exact_rows >= 0, corpus_ids[np.maximum(exact_rows, 0)], -1)
-        view = FilteredView(store, label_filter)
+        exact_rows, exact_distances = filtered_exact(corpus.vectors, passing, queries, k, cfg.search.metric)
+        exact_ids = np.where(exact_rows >= 0, corpus.ids[np.maximum(exact_rows, 0)], -1)
+        view = FilteredView(context.store, label_filter)
+        points = list(cfg.index.search)
         labels_of = [point_label(dict(params)) for params in points]
         names_of = [f"{label} | {bucket.category_name}" for label in labels_of]
-        found = [search_topk(view, metadata, queries, dict(params), search, name)
+        found = [search_topk(view, context.metadata, queries, dict(params), cfg.search, name)
                  for params, name in zip(points, names_of)]
-        timings = interleaved_trials(view, metadata, queries, found, names_of, search, confidence)
+        timings = interleaved_trials(view, context.metadata, queries, found, names_of, cfg.search,
+                                     cfg.stats.confidence)
         for label, point, timing in zip(labels_of, found, timings):
             recall = filtered_recall(point.hits.ids, exact_ids, k)
             flat_self_check(index_type, bucket, point.hits, exact_distances, recall)
-            outside = int(np.sum([(i >= 0) and (bucket.category not in labels.get(int(i), ()))
+            outside = int(np.sum([(i >= 0) and (bucket.category not in corpus.labels.get(int(i), ()))
                                   for i in point.hits.ids.ravel()]))
             row["points"].append({"label": label, "params": point.params, **timing, "recall_at_k": recall,
-                                  "results_outside_filter": outside, **quality_of(point.hits.ids)})
-        out.append(row)
-    return {"field": "category_ids", "top_k": k, "tolerance": cfg.selectivity_tolerance,
-            "category_selectivity": {names.get(c, str(c)): s for c, s in selectivity.items()},
-            "flat_self_check": "passed" if index_type == "FLAT" else "not applicable", "buckets": out}
+                                  "results_outside_filter": outside, **context.quality(point.hits.ids)})
+        return row

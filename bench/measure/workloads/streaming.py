@@ -1,10 +1,11 @@
 """Streaming search (read while write): search latency, insert rate and freshness while rows arrive.
 
-Like VectorDBBench 1.0's streaming cases: half of the corpus is loaded and indexed first (by the
-runner), then the other half is inserted at a fixed rate (``workload.insert_rows_per_s``) while a
-client searches at a fixed rate (``workload.search_qps``). VectorDBBench runs search tests at
-stages of the insert (50 %, 60 %, ...); here one client searches throughout, and its latencies are
-summarised per phase (before, during, after the inserts) and kept as a time series for the plot.
+Like VectorDBBench 1.0's streaming cases: half of the corpus is inserted and indexed first (by the
+runner, every other row: both halves keep the corpus's mix of categories), then the other half is
+inserted at a fixed rate (``workload.insert_rows_per_s``) while a client searches at a fixed rate
+(``workload.search_qps``). VectorDBBench runs search tests at stages of the insert (50 %, 60 %, ...);
+here one client searches throughout, and its latencies are summarised per phase (before, during,
+after the inserts) and kept as a time series for the plot.
 
 Measured:
 - search latency p50/p99 and the search rate reached, per phase;
@@ -22,15 +23,19 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import numpy as np
 
 from bench.config import Config, SearchConfig, WorkloadConfig
+from bench.errors import BenchError
+from bench.measure.clock import Stopwatch, timed
 from bench.measure.evaluate import exact_topk, recall_at_k
 from bench.measure.timing import summarize_latencies
+from bench.measure.workloads.base import BEFORE_SWEEP, Workload
+from bench.run.context import RunContext
+from bench.run.corpus import Corpus
 from bench.stores.base import VectorStore
 from bench.stores.indexes import point_label
 from bench.stores.metadata import MetadataStore
@@ -44,15 +49,15 @@ GRACE_S = 5.0
 
 @dataclass
 class _Clock:
-    """Shared state of one measurement: when the inserts started and ended (seconds since t0)."""
-    t0: float = field(default_factory=time.perf_counter)
+    """Shared state of one measurement: when the inserts started and ended (seconds since its start)."""
+    watch: Stopwatch = field(default_factory=Stopwatch)
     insert_start: float | None = None
     insert_end: float | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     errors: list[BaseException] = field(default_factory=list)
 
     def now(self) -> float:
-        return time.perf_counter() - self.t0
+        return self.watch.elapsed()
 
     def phase(self, t: float) -> str:
         if self.insert_start is None or t < self.insert_start:
@@ -103,7 +108,8 @@ def _freshness_poller(clock: _Clock, store: VectorStore, probes: list[_Probe], l
     """Polls every pending probe with one batched search per round until it shows up or times out."""
     while not clock.stop.is_set():
         with lock:
-            pending = [p for p in probes if p.seen_at is None and clock.now() - p.inserted_at <= cfg.freshness_timeout_s]
+            pending = [p for p in probes
+                       if p.seen_at is None and clock.now() - p.inserted_at <= cfg.freshness_timeout_s]
             done = clock.insert_end is not None and not pending
         if done:
             break
@@ -117,12 +123,12 @@ def _freshness_poller(clock: _Clock, store: VectorStore, probes: list[_Probe], l
         clock.stop.wait(cfg.freshness_poll_s)
 
 
-def _insert(clock: _Clock, store: VectorStore, metadata: MetadataStore, cfg: WorkloadConfig, ids: np.ndarray,
-            vectors: np.ndarray, paths: Sequence[str], labels: Sequence[Sequence[int]], probes: list[_Probe],
-            lock: threading.Lock) -> int:
+def _insert(clock: _Clock, store: VectorStore, metadata: MetadataStore, cfg: WorkloadConfig, arriving: Corpus,
+            probes: list[_Probe], lock: threading.Lock) -> int:
     """Insert batch j at the end of its slot, (j + 1) * batch / rate after the start; stop at max_insert_s.
     Returns the number of rows inserted."""
     batch, rate = cfg.insert_batch_size, cfg.insert_rows_per_s
+    ids, vectors = arriving.ids, arriving.vectors
     starts = range(0, len(ids), batch)
     # Probe the first row of evenly spaced batches.
     probe_batches = set(np.linspace(0, len(starts) - 1, min(cfg.freshness_samples, len(starts))).astype(int).tolist())
@@ -132,11 +138,10 @@ def _insert(clock: _Clock, store: VectorStore, metadata: MetadataStore, cfg: Wor
         clock.sleep_until(start + min(s + batch, len(ids)) / rate)
         if clock.stop.is_set() or clock.now() - start > cfg.max_insert_s:
             break
-        rows = slice(s, s + batch)
-        metadata.put(ids[rows], list(paths[rows]))  # the path first: a found row always resolves
-        store.insert(ids[rows], vectors[rows], list(paths[rows]), list(labels[rows]))
+        rows = arriving.rows(slice(s, s + batch))
+        _put(store, metadata, rows)
         inserted_at = clock.now()
-        inserted += len(ids[rows])
+        inserted += len(rows)
         if j in probe_batches:
             with lock:
                 probes.append(_Probe(int(ids[s]), vectors[s], inserted_at))
@@ -144,14 +149,19 @@ def _insert(clock: _Clock, store: VectorStore, metadata: MetadataStore, cfg: Wor
     return inserted
 
 
-def run(store: VectorStore, metadata: MetadataStore, cfg: WorkloadConfig, search: SearchConfig,
-        params: Mapping[str, Any], label: str, initial_ids: np.ndarray, initial_vectors: np.ndarray,
-        new_ids: np.ndarray, new_vectors: np.ndarray, new_paths: Sequence[str],
-        new_labels: Sequence[Sequence[int]], queries: np.ndarray) -> dict[str, Any]:
-    """The streaming measurement on a store already holding (and indexing) ``initial_ids``; inserts
-    ``new_ids`` and returns results.json's "streaming" section. Rows left when ``max_insert_s`` runs out
-    are inserted afterwards, unthrottled and outside the measurement, so the store ends up holding the
-    whole corpus as the plain sweep that follows expects."""
+def _put(store: VectorStore, metadata: MetadataStore, rows: Corpus) -> None:
+    paths = rows.row_paths()
+    metadata.put(rows.ids, paths)  # the path first: a found row always resolves
+    store.insert(rows.ids, rows.vectors, paths, rows.row_labels())
+
+
+def measure(store: VectorStore, metadata: MetadataStore, cfg: WorkloadConfig, search: SearchConfig,
+            params: Mapping[str, Any], label: str, initial: Corpus, arriving: Corpus,
+            queries: np.ndarray) -> dict[str, Any]:
+    """The streaming measurement on a store already holding (and indexing) ``initial``; inserts ``arriving``
+    and returns results.json's "streaming" section. Rows left when ``max_insert_s`` runs out are inserted
+    afterwards, unthrottled and outside the measurement, so the store ends up holding the whole corpus as
+    the plain sweep that follows expects."""
     k = search.top_k
     clock = _Clock()
     samples: list[tuple[float, float, float]] = []
@@ -167,7 +177,7 @@ def run(store: VectorStore, metadata: MetadataStore, cfg: WorkloadConfig, search
     try:
         clock.sleep_until(cfg.window_s)
         if not clock.stop.is_set():
-            inserted = _insert(clock, store, metadata, cfg, new_ids, new_vectors, new_paths, new_labels, probes, lock)
+            inserted = _insert(clock, store, metadata, cfg, arriving, probes, lock)
         clock.sleep_until(clock.insert_end + cfg.window_s if clock.insert_end is not None else 0)
         poller.join(timeout=cfg.freshness_timeout_s + GRACE_S)
     finally:
@@ -179,28 +189,27 @@ def run(store: VectorStore, metadata: MetadataStore, cfg: WorkloadConfig, search
     end = clock.now()
 
     # Recall over everything inserted by now, with the same search point.
-    present = np.concatenate([initial_vectors, new_vectors[:inserted]])
-    present_ids = np.concatenate([initial_ids, new_ids[:inserted]])
+    present = np.concatenate([initial.vectors, arriving.vectors[:inserted]])
+    present_ids = np.concatenate([initial.ids, arriving.ids[:inserted]])
     exact_rows, _ = exact_topk(present, queries, k, search.metric)
     found = np.concatenate([store.search(queries[i:i + search.query_batch_size], k, params).ids
                             for i in range(0, len(queries), search.query_batch_size)])
     recall_end = recall_at_k(found, present_ids[exact_rows], k)
 
-    left = len(new_ids) - inserted
+    left = len(arriving) - inserted
     if left:
         log.warning("streaming: %d of %d rows were not inserted within workload.max_insert_s=%g s; inserting "
-                    "them now, outside the measurement", left, len(new_ids), cfg.max_insert_s)
-        rows = slice(inserted, None)
-        metadata.put(new_ids[rows], list(new_paths[rows]))
-        store.insert(new_ids[rows], new_vectors[rows], list(new_paths[rows]), list(new_labels[rows]))
-    return _summary(cfg, label, clock, samples, probes, inserted, len(new_ids), len(initial_ids), end, recall_end, left)
+                    "them now, outside the measurement", left, len(arriving), cfg.max_insert_s)
+        _put(store, metadata, arriving.rows(slice(inserted, None)))
+    return _summary(cfg, label, clock, samples, probes, inserted, len(arriving), len(initial), end, recall_end, left)
 
 
 def _summary(cfg: WorkloadConfig, label: str, clock: _Clock, samples: list[tuple[float, float, float]],
              probes: list[_Probe], inserted: int, asked_rows: int, initial_rows: int, end: float,
              recall_end: float, caught_up: int) -> dict[str, Any]:
     insert_s = (clock.insert_end or 0.0) - (clock.insert_start or 0.0)
-    bounds = {"before": (0.0, clock.insert_start or end), "during": (clock.insert_start or end, clock.insert_end or end),
+    bounds = {"before": (0.0, clock.insert_start or end),
+              "during": (clock.insert_start or end, clock.insert_end or end),
               "after": (clock.insert_end or end, end)}
     windows = []
     for phase in PHASES:
@@ -230,29 +239,38 @@ def _summary(cfg: WorkloadConfig, label: str, clock: _Clock, samples: list[tuple
     }
 
 
-def initial_half(vectors: Any) -> Any:
-    """The runner's corpus with every other row: both halves keep the corpus's mix of categories."""
-    return replace(vectors, corpus_ids=vectors.corpus_ids[::2], corpus_vectors=vectors.corpus_vectors[::2])
+class StreamingWorkload(Workload):
+    """workload=streaming: the runner inserts and indexes every other row of the corpus; between the index
+    build and the plain sweep, the other rows arrive while a client searches. The collection's rows change,
+    so it is a scratch collection: never reused, dropped at the end of the run."""
+    name = "streaming"
+    phase = BEFORE_SWEEP
+    scratch = True
 
+    @classmethod
+    def validate(cls, cfg: Config) -> None:
+        workload, points = cfg.workload, len(cfg.index.search)
+        for name in ("insert_rows_per_s", "search_qps", "max_insert_s", "freshness_timeout_s", "freshness_poll_s"):
+            if getattr(workload, name) <= 0:
+                raise BenchError(f"workload.{name}={getattr(workload, name)} must be positive")
+        if workload.insert_batch_size <= 0:
+            raise BenchError(f"workload.insert_batch_size={workload.insert_batch_size} must be a positive integer")
+        if workload.window_s < 0 or workload.freshness_samples < 0:
+            raise BenchError("workload.window_s and workload.freshness_samples must not be negative")
+        if not -points <= workload.search_point < points:
+            raise BenchError(f"workload.search_point={workload.search_point} is not a point of index.search "
+                             f"({points} points)")
 
-def run_on(store: VectorStore, metadata: MetadataStore, cfg: Config, vectors: Any, initial: Any) -> dict[str, Any]:
-    """:func:`run` with the runner's corpus (``vectors``) of which ``initial`` is loaded; flushes at the end,
-    so the plain sweep that follows searches sealed segments (VectorDBBench's "optimize after write")."""
-    params = dict(cfg.index.search[cfg.workload.search_point])
-    new_ids, new_vectors = vectors.corpus_ids[1::2], vectors.corpus_vectors[1::2]
-    section = run(store, metadata, cfg.workload, cfg.search, params, point_label(params), initial.corpus_ids,
-                  initial.corpus_vectors, new_ids, new_vectors, [vectors.paths[int(i)] for i in new_ids],
-                  [sorted(vectors.labels[int(i)]) for i in new_ids], vectors.query_vectors)
-    start = time.perf_counter()
-    store.flush()
-    section["flush_after_s"] = time.perf_counter() - start
-    return section
+    def loaded(self, corpus: Corpus) -> Corpus:
+        return corpus.rows(slice(None, None, 2))
 
-
-def drop_scratch(store: VectorStore) -> None:
-    """Drop the streaming collection: its rows changed during the run, so no later run may reuse it. A
-    failure here is logged, not raised, so it never hides the error that ended the run."""
-    try:
-        store.drop()
-    except Exception as err:  # noqa: BLE001 - clean-up after the measurement, whatever went wrong before
-        log.warning("could not drop the streaming collection: %s", err)
+    def run(self, context: RunContext) -> dict[str, Any]:
+        """:func:`measure` with the corpus's other half arriving; flushes at the end, so the plain sweep that
+        follows searches sealed segments (VectorDBBench's "optimize after write")."""
+        cfg = context.cfg
+        params = dict(cfg.index.search[cfg.workload.search_point])
+        section = measure(context.store, context.metadata, cfg.workload, cfg.search, params, point_label(params),
+                          self.loaded(context.corpus), context.corpus.rows(slice(1, None, 2)),
+                          context.queries.vectors)
+        section["flush_after_s"], _ = timed(context.store.flush)
+        return section

@@ -8,7 +8,6 @@ embedding stats and the manifest, the same way for every engine.
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
@@ -17,6 +16,7 @@ import numpy as np
 
 from bench.config import ModelConfig, RuntimeConfig
 from bench.data.dataset import ImageRecord
+from bench.measure.clock import Stopwatch
 from bench.models.convert import ConvertedModel
 from bench.models.preprocess import Hook
 from bench.models.shards import ShardStore, ShardWriter, Stored
@@ -69,11 +69,11 @@ class RunClock:
         self.engine = engine
         self.run_id = uuid.uuid4().hex[:12]
         self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        self._t0 = time.perf_counter()
+        self._watch = Stopwatch()
         self.inference_s = 0.0
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self._t0
+        return self._watch.elapsed()
 
     def progress(self, writer: ShardWriter, seconds: dict[str, float]) -> dict[str, Any]:
         return {"run_id": self.run_id, "started_at": self.started_at, "engine": self.engine,

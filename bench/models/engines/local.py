@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 from tqdm import tqdm
@@ -11,6 +10,7 @@ from bench.models.engines.base import EmbedJob, EngineRun, RunClock, ShardSaving
 from bench.models.inference import infer, l2_normalise
 from bench.models.loader import BATCHES_AHEAD_PER_WORKER, BatchDecoder, BatchLoader, LoaderTimes, resolve_workers
 from bench.models.runtime import describe_session, make_session
+from bench.measure.clock import Stopwatch, timed
 from bench.measure.statistics import embedding_spread
 from bench.measure.timing import summarize_latencies
 
@@ -27,9 +27,7 @@ def run(job: EmbedJob) -> EngineRun:
     size, batch_size = model.input_size, job.batch_size
 
     # One untimed run first: onnxruntime allocates and plans on the first call of a shape.
-    t0 = time.perf_counter()
-    infer(session, model, np.zeros((batch_size, size, size, 3), dtype=np.float32))
-    warmup_s = time.perf_counter() - t0
+    warmup_s, _ = timed(infer, session, model, np.zeros((batch_size, size, size, 3), dtype=np.float32))
 
     todo = job.todo
     writer = job.writer()
@@ -38,21 +36,17 @@ def run(job: EmbedJob) -> EngineRun:
     progress = lambda: clock.progress(writer, _loader_seconds(loader.times))  # noqa: E731
     latency_inputs: list[np.ndarray] = []  # preprocessed single images for the batch-1 latency run
     per_batch: list[dict[str, float]] = []  # for the spread of images/s across batches
-    batch_start = time.perf_counter()
+    batch_watch = Stopwatch()
     with loader, tqdm(total=len(job.images), initial=len(job.images) - len(todo), unit="img",
                       desc=f"embed {model.name}", disable=None) as bar, ShardSaving(writer, progress, log) as saving:
         for batch in loader:
             vectors, zero_norms = np.empty((0, model.embedding_dim), dtype=np.float32), 0
             if len(batch.image_ids):
-                t1 = time.perf_counter()
-                output = infer(session, model, batch.pixels)
-                inference_s = time.perf_counter() - t1
+                inference_s, output = timed(infer, session, model, batch.pixels)
                 clock.inference_s += inference_s
                 vectors, zero_norms = l2_normalise(output)
-                now = time.perf_counter()
-                per_batch.append({"images": len(batch.image_ids), "wall_s": now - batch_start,
+                per_batch.append({"images": len(batch.image_ids), "wall_s": batch_watch.lap(),
                                   "inference_s": inference_s})
-                batch_start = now
             writer.add(batch.image_ids, vectors, batch.skipped, zero_norms)
             for row in batch.pixels[: LATENCY_SAMPLES - len(latency_inputs)]:
                 latency_inputs.append(row[np.newaxis].copy())
@@ -82,9 +76,4 @@ def _batch1_latencies(session, model, inputs: list[np.ndarray]) -> list[float]:
         return []
     for _ in range(LATENCY_WARMUP):
         infer(session, model, inputs[0])
-    latencies = []
-    for single in inputs:
-        t0 = time.perf_counter()
-        infer(session, model, single)
-        latencies.append(time.perf_counter() - t0)
-    return latencies
+    return [timed(infer, session, model, single)[0] for single in inputs]

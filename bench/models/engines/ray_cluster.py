@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from bench.config import RayConfig
 from bench.errors import BenchError
+from bench.measure.clock import Stopwatch
 
 log = logging.getLogger(__name__)
 BENCH_PACKAGE = Path(__file__).resolve().parents[2]  # the bench/ folder of this code
@@ -52,7 +52,7 @@ def connected(cfg: RayConfig) -> Iterator[dict[str, Any]]:
 
     check_installed()
     started = False
-    t0 = time.perf_counter()
+    watch = Stopwatch()
     if ray.is_initialized():
         how = "already running in this process"
     elif cfg.address is None:
@@ -69,7 +69,7 @@ def connected(cfg: RayConfig) -> Iterator[dict[str, Any]]:
                              f"cluster is up (ray status) and the address") from None
         started, how = True, f"joined {cfg.address}"
     try:
-        yield describe(how, time.perf_counter() - t0)
+        yield describe(how, watch.elapsed())
     finally:
         if started:
             ray.shutdown()

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from bench.config import RuntimeConfig
 from bench.data.dataset import ImageRecord, Skip
 from bench.errors import BenchError
+from bench.measure.clock import Stopwatch, timed
 from bench.measure.statistics import embedding_spread
 from bench.measure.timing import summarize_latencies
 from bench.models.convert import ConvertedModel
@@ -71,7 +72,7 @@ class EmbedActor:
                  jpeg_draft: bool, batch_size: int):
         import ray
 
-        t0 = time.perf_counter()
+        setup = Stopwatch()
         self.model = model
         # The model's bytes from Ray's object store (Ray Data passes the reference through as it is): workers
         # need no access to the driver's models/ folder.
@@ -82,13 +83,13 @@ class EmbedActor:
                                     load_preprocess_hook(hook), jpeg_draft)
         size = model.input_size
         infer(self.session, model, np.zeros((batch_size, size, size, 3), dtype=np.float32))  # untimed first call
-        self.setup_s = time.perf_counter() - t0
+        self.setup_s = setup.elapsed()
         self.actor_id = ray.get_runtime_context().get_actor_id() or f"pid-{os.getpid()}"
         self.batches = 0
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        started = time.time()
-        t0 = time.perf_counter()
+        started = time.time()  # wall-clock time: compared across actor processes on the driver
+        busy = Stopwatch()
         records = [ImageRecord(image_id=int(i), path=str(p), category_ids=()) for i, p in
                    zip(batch["image_id"], batch["path"])]
         decoded = self.decoder(records)
@@ -96,16 +97,14 @@ class EmbedActor:
         vectors, zero_norms, inference_s = np.zeros((n, dim), dtype=np.float32), 0, 0.0
         ok = np.isin(batch["image_id"], decoded.image_ids)
         if len(decoded.image_ids):
-            t1 = time.perf_counter()
-            output = infer(self.session, self.model, decoded.pixels)
-            inference_s = time.perf_counter() - t1
+            inference_s, output = timed(infer, self.session, self.model, decoded.pixels)
             rows = {int(i): k for k, i in enumerate(decoded.image_ids)}
             normalised, zero_norms = l2_normalise(output)
             for k, image_id in enumerate(batch["image_id"]):
                 if ok[k]:
                     vectors[k] = normalised[rows[int(image_id)]]
         reasons = {i: s.reason for i, s in decoded.skipped}
-        busy_s = time.perf_counter() - t0
+        busy_s = busy.elapsed()
         # Batch figures ride on the batch's first row (zeros elsewhere), so sums over rows are totals
         # however Ray re-chunks the output on its way to the driver.
         first = np.zeros(n, dtype=np.float64)

@@ -6,15 +6,16 @@ waiting at most a delay after the first one for more to arrive.
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Optional
 
+from bench.measure import clock
+
 
 @dataclass(frozen=True)
 class Pending:
-    """One issued query: LoadGen's response id, its sample index, and when it was issued (perf_counter)."""
+    """One issued query: LoadGen's response id, its sample index, and when it was issued (``clock.now()``)."""
     response_id: int
     sample_index: int
     issued_at: float
@@ -54,7 +55,7 @@ class Batcher:
             if self.max_batch > 1 and len(self._queue) < self.max_batch and not self._closed:
                 deadline = self._queue[0].issued_at + self.delay_s
                 while len(self._queue) < self.max_batch and not self._closed:
-                    left = deadline - time.perf_counter()
+                    left = deadline - clock.now()
                     if left <= 0 or not self._queue:
                         break
                     self._ready.wait(left)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
+
+from bench.measure.clock import Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def run_test(sut: Any, qsl: Any, settings: Any, log_dir: Path, *, drain: Callabl
             done.set()
 
     thread = threading.Thread(target=body, name=f"loadgen-{scenario}", daemon=True)
-    start = time.perf_counter()
+    watch = Stopwatch()
     thread.start()
     try:
         while not done.wait(JOIN_POLL_S):
@@ -136,4 +137,4 @@ def run_test(sut: Any, qsl: Any, settings: Any, log_dir: Path, *, drain: Callabl
         raise
     if failure:
         raise failure[0]
-    return parse_test(log_dir, scenario, mode, time.perf_counter() - start, target_qps)
+    return parse_test(log_dir, scenario, mode, watch.elapsed(), target_qps)

@@ -8,7 +8,6 @@ store or of the metadata backend is raised as :class:`BackendFailure` naming whi
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -16,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from bench.data.dataset import ImageRecord
+from bench.measure.clock import Stopwatch
 from bench.models.convert import ConvertedModel
 from bench.models.inference import infer, l2_normalise
 from bench.models.loader import BatchDecoder
@@ -56,30 +56,27 @@ class QueryPipeline:
     def __call__(self, paths: Sequence[Path | str]) -> Served:
         n, k = len(paths), self.k
         seconds: dict[str, float] = {}
-        t0 = time.perf_counter()
+        watch = Stopwatch()
         # Positions as ids: LoadGen may issue the same image twice in one batch.
         batch = self.decoder([ImageRecord(image_id=i, path=Path(p), category_ids=()) for i, p in enumerate(paths)])
-        t1 = time.perf_counter()
-        seconds["decode_preprocess"] = t1 - t0
+        seconds["decode_preprocess"] = watch.lap()
         ids = np.full((n, k), -1, dtype=np.int64)
         distances = np.full((n, k), np.nan, dtype=np.float32)
         paths_out: list[list[str]] = [[] for _ in range(n)]
         rows = batch.image_ids
         if len(rows):
             vectors, _ = l2_normalise(infer(self.session, self.model, batch.pixels))
-            t2 = time.perf_counter()
-            seconds["inference"] = t2 - t1
+            seconds["inference"] = watch.lap()
             try:
                 hits = self.store.search(vectors, k, self.params, with_paths=self.metadata.paths_in_search)
             except Exception as err:  # any client error: the store is what failed
                 raise BackendFailure(f"vector store {self.store_name}", err) from err
-            t3 = time.perf_counter()
-            seconds["search"] = t3 - t2
+            seconds["search"] = watch.lap()
             try:
                 resolved = self.metadata.resolve(hits)
             except Exception as err:
                 raise BackendFailure(f"metadata backend {self.metadata.kind}", err) from err
-            seconds["lookup"] = time.perf_counter() - t3
+            seconds["lookup"] = watch.lap()
             ids[rows], distances[rows] = hits.ids, hits.distances
             for row, found in zip(rows, resolved):
                 paths_out[int(row)] = list(found)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any, Callable, Optional, Sequence
 
+from bench.measure import clock
 from bench.measure.workloads.serve.batcher import Batcher, Pending
 from bench.measure.workloads.serve.pipeline import Served, pack
 from bench.measure.workloads.serve.stages import StageLog
@@ -59,8 +59,8 @@ class ServingSUT:
 
     # -- LoadGen's callbacks (its issue thread) ----------------------------------------------------
     def issue(self, query_samples: list[Any]) -> None:
-        now = time.perf_counter()
-        self.batcher.put([Pending(s.id, s.index, now) for s in query_samples])
+        issued = clock.now()
+        self.batcher.put([Pending(s.id, s.index, issued) for s in query_samples])
 
     def flush(self) -> None:
         """LoadGen's hint that no more queries come soon; the batcher's delay already bounds any wait."""
@@ -80,7 +80,7 @@ class ServingSUT:
             if self.drained is not None:
                 lg.QuerySamplesComplete([lg.QuerySampleResponse(p.response_id, 0, 0) for p in batch])
                 continue
-            started = time.perf_counter()
+            started = clock.now()
             try:
                 served = self.pipeline([self.paths[p.sample_index] for p in batch])
             except Exception as err:  # noqa: BLE001 - kept, then raised once LoadGen has finished
@@ -93,7 +93,7 @@ class ServingSUT:
             base, stride = payload.ctypes.data, payload.strides[0]
             lg.QuerySamplesComplete([lg.QuerySampleResponse(p.response_id, base + i * stride, payload.shape[1])
                                      for i, p in enumerate(batch)])
-            finished = time.perf_counter()
+            finished = clock.now()
             self.stage_log.add_batch([p.issued_at for p in batch], started, served.seconds, finished)
 
 

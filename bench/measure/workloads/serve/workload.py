@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from bench.config import Config, ServeConfig
 from bench.errors import BenchError
+from bench.measure.clock import Stopwatch
 from bench.measure.search import search_topk
-from bench.measure.workloads.context import WorkloadContext
+from bench.measure.workloads.base import AFTER_SWEEP, Workload
 from bench.measure.workloads.serve import accuracy, harness, settings
 from bench.measure.workloads.serve.peak import Probe, find_peak
 from bench.measure.workloads.serve.pipeline import NullPipeline, QueryPipeline
@@ -31,6 +31,7 @@ from bench.models.loader import BatchDecoder
 from bench.models.preprocess import get_preprocessor
 from bench.models.preprocess import load_preprocess_hook
 from bench.models.runtime import make_session
+from bench.run.context import RunContext
 from bench.stores.indexes import point_label
 
 log = logging.getLogger(__name__)
@@ -72,10 +73,12 @@ def choose_point(cfg: ServeConfig, points: list[dict[str, Any]]) -> tuple[dict[s
     return dict(best["params"]), f"no sweep point reaches recall@K >= {cfg.min_recall:g}: the most exact one"
 
 
-class ServeWorkload:
-    """``prepare(context)`` builds the pipeline and warms it; ``run(context)`` returns the "serve" section."""
+class ServeWorkload(Workload):
+    """After the plain sweep: ``prepare(context)`` builds the pipeline and warms it; ``run(context)`` returns
+    the "serve" section, saved as each test ends (``context.publish``)."""
 
     name = "serve"
+    phase = AFTER_SWEEP
 
     def __init__(self) -> None:
         self.section: dict[str, Any] = {}
@@ -84,12 +87,12 @@ class ServeWorkload:
         self.params: dict[str, Any] = {}
         self._tests = 0
 
-    @staticmethod
-    def validate(cfg: Config) -> None:
+    @classmethod
+    def validate(cls, cfg: Config) -> None:
         settings.validate(cfg.serve)
 
     # -- prepare -----------------------------------------------------------------------------------
-    def prepare(self, context: WorkloadContext) -> None:
+    def prepare(self, context: RunContext) -> None:
         cfg, serve = context.cfg, context.cfg.serve
         self.params, chosen_by = choose_point(serve, context.search_points)
         label = point_label(self.params)
@@ -99,7 +102,7 @@ class ServeWorkload:
                                load_preprocess_hook(cfg.model.preprocess_hook), cfg.model.jpeg_draft)
         self.pipeline = QueryPipeline(model, session, decoder, context.store, context.metadata, self.params,
                                       cfg.search.top_k, cfg.store.kind)
-        self.samples = choose_samples(context.query_ids, context.corpus_ids, context.paths, serve.samples)
+        self.samples = choose_samples(context.queries.ids, context.corpus.ids, context.corpus.paths, serve.samples)
         sweep = next((p for p in context.search_points if p.get("params") == self.params), {})
         self.section = {
             "search_point": {"label": label, "params": self.params, "chosen_by": chosen_by,
@@ -113,27 +116,27 @@ class ServeWorkload:
         log.info("serve: %s at %s (%s), batching %s; samples: %s", model.name, label, chosen_by,
                  self.section["batching"], self.section["samples"]["note"])
         self.section["warmup"] = self._warm_up(serve)
-        context.publish(self.section)
+        context.publish(self.name, self.section)
 
     def _warm_up(self, serve: ServeConfig) -> dict[str, Any]:
         """Untimed passes over the samples in batches of max_batch: sessions, caches and connections warm up,
         and the rate sizes LoadGen's Offline query."""
         paths, n, done = self.samples.paths, max(1, serve.max_batch), 0
-        start = time.perf_counter()
-        while done == 0 or time.perf_counter() - start < serve.warmup_s:
+        watch = Stopwatch()
+        while done == 0 or watch.elapsed() < serve.warmup_s:
             self.pipeline([paths[(done + i) % len(paths)] for i in range(n)])
             done += n
-        seconds = time.perf_counter() - start
+        seconds = watch.elapsed()
         return {"queries": done, "seconds": seconds, "qps": done / seconds, "batch": n}
 
     # -- run ---------------------------------------------------------------------------------------
-    def run(self, context: WorkloadContext) -> dict[str, Any]:
+    def run(self, context: RunContext) -> dict[str, Any]:
         if self.pipeline is None:
             self.prepare(context)
         serve, section = context.cfg.serve, self.section
         if serve.accuracy:
             section["accuracy"] = self._accuracy(context)
-            context.publish(section)
+            context.publish(self.name, section)
         if "SingleStream" in serve.scenarios:
             section["single_stream"] = self._level(context, "SingleStream")
         if "Offline" in serve.scenarios:
@@ -144,10 +147,10 @@ class ServeWorkload:
         if serve.calibrate:
             section["calibration"] = self._calibrate(context)
         section["slowest_stage"] = self._slowest_stage()
-        context.publish(section)
+        context.publish(self.name, section)
         return section
 
-    def _server(self, context: WorkloadContext) -> None:
+    def _server(self, context: RunContext) -> None:
         serve, section = context.cfg.serve, self.section
         offline_qps = (section.get("offline") or {}).get("completed_qps")
         if not serve.find_peak:
@@ -163,9 +166,9 @@ class ServeWorkload:
 
         peak = find_peak(probe, start, serve.peak_probes, serve.peak_tolerance)
         section["peak"] = peak.as_dict()
-        context.publish(section)
+        context.publish(self.name, section)
 
-    def _level(self, context: WorkloadContext, scenario: str, *, qps: Optional[float] = None) -> dict[str, Any]:
+    def _level(self, context: RunContext, scenario: str, *, qps: Optional[float] = None) -> dict[str, Any]:
         """One performance test of the pipeline, recorded as a load level with its stage times."""
         stage_log = StageLog()
         test = self._test(context, scenario, settings.PERFORMANCE, self._serving_sut(context.cfg.serve, self.pipeline,
@@ -173,7 +176,7 @@ class ServeWorkload:
         level = {**test.as_dict(), "label": settings.short_label(test.seconds, test.queries),
                  "stages": stage_log.summary()}
         self.section["levels"].append(level)
-        context.publish(self.section)
+        context.publish(self.name, self.section)
         return level
 
     @staticmethod
@@ -181,7 +184,7 @@ class ServeWorkload:
         return ServingSUT(pipeline, [], max_batch=serve.max_batch, max_queue_delay_s=serve.max_queue_delay_ms / 1e3,
                           workers=serve.workers, stage_log=stage_log)
 
-    def _test(self, context: WorkloadContext, scenario: str, mode: str, sut: Any, samples: Samples, *,
+    def _test(self, context: RunContext, scenario: str, mode: str, sut: Any, samples: Samples, *,
               qps: Optional[float] = None, min_query_count: Optional[int] = None,
               min_duration_ms: Optional[int] = None, name: Optional[str] = None) -> harness.LoadgenTest:
         """One LoadGen test of ``sut`` (a ServingSUT or the BareSUT) over ``samples``; logs in serve/<nn>_<name>/."""
@@ -209,20 +212,20 @@ class ServeWorkload:
                                                                                                   test.queries))
         return test
 
-    def _accuracy(self, context: WorkloadContext) -> dict[str, Any]:
+    def _accuracy(self, context: RunContext) -> dict[str, Any]:
         """Accuracy mode over the query images alone: each once, compared with the offline search."""
         cfg = context.cfg
         k = cfg.search.top_k
-        queries = choose_samples(context.query_ids, context.corpus_ids, context.paths, None)
+        queries = choose_samples(context.queries.ids, context.corpus.ids, context.corpus.paths, None)
         scenario = "Offline" if "Offline" in cfg.serve.scenarios else cfg.serve.scenarios[0]
         test = self._test(context, scenario, settings.ACCURACY, self._serving_sut(cfg.serve, self.pipeline, StageLog()),
                           queries, name="accuracy",
                              qps=self.section["warmup"]["qps"] if scenario != "Server" else None)
         ids, distances, answered = accuracy.read_accuracy_log(Path(test.log_dir) / harness.ACCURACY_FILE,
                                                               len(queries.paths), k)
-        offline = search_topk(context.store, context.metadata, context.query_vectors, self.params, cfg.search,
+        offline = search_topk(context.store, context.metadata, context.queries.vectors, self.params, cfg.search,
                               point_label(self.params))
-        out = accuracy.compare(ids, distances, answered, offline.hits.ids, offline.hits.distances, context.exact_ids,
+        out = accuracy.compare(ids, distances, answered, offline.hits.ids, offline.hits.distances, context.exact.ids,
                                k, cfg.serve.swap_tolerance)
         out.update({"scenario": scenario, "log_dir": test.log_dir, "seconds": test.seconds})
         log.info("serve accuracy: %d/%d identical, %d equal up to %d swap(s), %d mismatched; end-to-end recall@%d %.4f",
@@ -230,7 +233,7 @@ class ServeWorkload:
                  out["mismatched"], k, out["recall_at_k_vs_exact"] or float("nan"))
         return out
 
-    def _calibrate(self, context: WorkloadContext) -> dict[str, Any]:
+    def _calibrate(self, context: RunContext) -> dict[str, Any]:
         """What the client costs: the highest VALID Server QPS of this SUT with a pipeline that answers at once
         (null SUT), and of a bare LoadGen loop whose issue callback completes each sample itself."""
         serve, k = context.cfg.serve, context.cfg.search.top_k
