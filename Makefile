@@ -32,7 +32,7 @@ gate: setup fashion-mnist
 clean:
 	rm -rf reports/runs reports/multirun reports/cache reports/milvus_lite.db data models/*.onnx models/*.json
 
-# Regression gate helpers (issue 5). `make baseline` re-measures reports/baseline/ on purpose;
+# Regression gate helpers. `make baseline` re-measures reports/baseline/ on purpose;
 # commit the result together with the change that explains it.
 .PHONY: baseline benchmarks
 

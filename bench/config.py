@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 @dataclass
@@ -124,7 +124,7 @@ class SearchConfig:
     # Throughput passes repeat the query set until they have run at least this long, so a
     # small query set still gives a QPS figure that is not dominated by timer noise.
     min_throughput_s: float = 1.0
-    # Timing trials per point (issue 12), interleaved across points so drift hits all alike; the
+    # Timing trials per point, interleaved across points so drift hits all alike; the
     # throughput time and latency samples above are split over them, so more trials cost little more.
     repeats: int = 3
     # Serial latency samples per point over all trials; None: enough for a bounded 95 % interval of
@@ -234,6 +234,35 @@ class RuntimeConfig:
 
 
 @dataclass
+class TuneConfig:
+    """`python -m bench.tune` (bench/tune/): which index configuration is fastest at a recall target.
+
+    Ignored by `python -m bench`. The search spaces are YAML files, one per index type, in conf/tune/.
+    """
+    index_types: list[str] = field(default_factory=lambda: ["IVF_FLAT"])  # several: the type is a choice too
+    target_recall: float = 0.95  # the recall@K whose 95 % lower bound a configuration must reach
+    objective: str = "batch_qps"  # batch_qps | qps_1thr (maximised) | p99_ms (minimised)
+    # Also minimise build seconds and index memory: the study's answer is a Pareto front.
+    multi_objective: bool = False
+    sampler: str = "tpe"  # tpe | random | nsga2 (multi-objective only)
+    trials: int = 20  # index builds the study runs in all, counting those of earlier runs of the same study
+    startup_trials: int = 5  # random trials before TPE models the space
+    timeout_s: Optional[float] = None  # stop starting new trials after this long (this run)
+    seed: int = 0
+    # The study's name; a rerun with the same name resumes it. Also names its folder, reports/tune/<study>/.
+    study: str = "${model.name}_${dataset.name}_${join:${tune.index_types}}_${tune.objective}_r${tune.target_recall}"
+    # [low, high] replacing a parameter's range from conf/tune/, by name: +tune.ranges.nlist=[32,512].
+    ranges: dict[str, list[int]] = field(default_factory=dict)
+    # Build and measure each index type's default configuration (conf/index/) at the same target too.
+    measure_default: bool = True
+    # Also run the exhaustive grid over the same spaces (conf/tune/: each parameter's `grid` values), to check.
+    grid_baseline: bool = False
+    # The tuner's, the grid's and the default's best are built and timed again, in turn, this many rounds: the
+    # studies ran at other times, and drift on a busy machine must not decide which is faster. 0: off.
+    final_rounds: int = 2
+
+
+@dataclass
 class Config:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -249,6 +278,7 @@ class Config:
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 def register_configs() -> None:
@@ -261,3 +291,9 @@ def register_configs() -> None:
     from bench.stores.registry import register_schemas
 
     register_schemas(ConfigStore.instance())
+
+
+# "${join:${tune.index_types}}" -> "IVF_FLAT+HNSW", for the default study name. Registered on import, so a
+# Config built in Python resolves as one composed by Hydra does.
+if not OmegaConf.has_resolver("join"):
+    OmegaConf.register_new_resolver("join", lambda items, sep="+": sep.join(str(i) for i in items))

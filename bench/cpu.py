@@ -100,17 +100,3 @@ def describe() -> dict:
         info["cpu_class_detected"] = detected["class"]
         info["cpu_class_override"] = OVERRIDE_ENV
     return info
-
-
-def recorded_class(result: dict) -> str:
-    """The CPU class a results.json was measured on; "unknown" for results older than the field."""
-    hardware = (result.get("provenance") or {}).get("hardware") or {}
-    return str(hardware.get("cpu_class") or "unknown")
-
-
-def features_label(hardware: dict) -> str:
-    """The INT8-relevant features a run's CPU has, e.g. "avx2" or "avx2 avx512f avx512_vnni"."""
-    features = hardware.get("cpu_features")
-    if features is None:
-        return "not recorded"
-    return " ".join(name for name, present in features.items() if present) or "none"

@@ -1,19 +1,26 @@
 """The per-run results: one schema-versioned JSON file plus the top-K arrays.
 
 Every stage adds its section as soon as it has it, and the file is rewritten then, so a run
-that fails half-way still leaves what it measured, marked ``status: failed``.
+that fails half-way still leaves what it measured, marked ``status: failed``. Each section is
+validated against its model in :mod:`bench.schema` as it is written, so a misnamed or mistyped field
+fails the run that writes it, not the report that reads it weeks later.
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
-SCHEMA_VERSION = 1
+from bench.io import atomic_write, atomic_write_text
+from bench.schema import SCHEMA_VERSION, SECTIONS, Results, describe_errors, upgrade
+
+__all__ = ["SCHEMA_VERSION", "RESULTS_FILE", "TOPK_FILE", "RunResult", "Results", "as_results", "load_results",
+           "read_results", "find_runs"]
+
 RESULTS_FILE = "results.json"
 TOPK_FILE = "topk.npz"
 
@@ -35,25 +42,40 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _validated(section: str, value: Any) -> Any:
+    """``value`` as JSON data, after checking it against the section's model (a wrong shape is a bug in the
+    stage that wrote it: it raises, naming the section and the field)."""
+    data = _jsonable(value)
+    model = SECTIONS.get(section)
+    if model is None:
+        raise ValueError(f"results.json has no section {section!r}: declare it in bench/schema "
+                         f"(sections: {', '.join(SECTIONS)})")
+    try:
+        model.model_validate(data)
+    except ValidationError as err:
+        raise ValueError(f"results.json section {section!r} does not match bench.schema: "
+                         f"{describe_errors(err)}") from None
+    return data
 
 
 class RunResult:
     """Accumulates a run's sections and keeps ``results.json`` in step with them."""
 
+    file_name = RESULTS_FILE  # another name keeps a record that is not a benchmark run out of the reports
+
     def __init__(self, outdir: Path, config: dict, provenance: dict):
         self.outdir = outdir
         outdir.mkdir(parents=True, exist_ok=True)
         self.data: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "status": "running", "error": None,
-                                     "config": config, "provenance": provenance}
-        self.stage = "setup"  # the stage running now (bench.measure.clock.StageClock sets it), named if the run is interrupted
+                                     "config": _validated("config", config),
+                                     "provenance": _validated("provenance", provenance)}
+        # The stage running now (bench.measure.clock.StageClock sets it), named if the run is interrupted.
+        self.stage = "setup"
         self.save()
 
     def set(self, section: str, value: Any) -> None:
-        self.data[section] = value
+        """Add or replace a section, validated against bench.schema, and rewrite results.json."""
+        self.data[section] = _validated(section, value)
         self.save()
 
     def fail(self, message: str) -> None:
@@ -70,34 +92,42 @@ class RunResult:
 
     def finish(self) -> None:
         self.data["status"] = "ok"
+        self.typed()  # the whole file, including what was edited in place (provenance), must match the schema
         self.save()
 
+    def typed(self) -> Results:
+        """The results so far as the typed model the report and the gate read."""
+        return Results.model_validate(_jsonable(self.data))
+
     def save(self) -> None:
-        _write_atomically(self.outdir / RESULTS_FILE, json.dumps(_jsonable(self.data), indent=2) + "\n")
+        atomic_write_text(self.outdir / self.file_name, json.dumps(_jsonable(self.data), indent=2) + "\n")
 
     def save_topk(self, arrays: dict[str, np.ndarray]) -> None:
-        tmp = self.outdir / (TOPK_FILE + ".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, self.outdir / TOPK_FILE)
+        atomic_write(self.outdir / TOPK_FILE, lambda f: np.savez_compressed(f, **arrays))
 
 
-def dig(data: Any, *path: str) -> Any:
-    """``data[path[0]][path[1]]...``, or None where a level is missing (older or failed runs lack sections)."""
-    for key in path:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
-
-
-def load_results(path: Path) -> dict:
-    """Read a results.json (or the one inside a run directory)."""
+def _read(path: Path | str) -> tuple[dict, Results]:
+    path = Path(path)
     if path.is_dir():
         path = path / RESULTS_FILE
-    data = json.loads(path.read_text())
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema_version {data.get('schema_version')} is not {SCHEMA_VERSION}")
-    return data
+    try:
+        data = upgrade(json.loads(path.read_text()))
+        return data, Results.model_validate(data)
+    except ValidationError as err:
+        raise ValueError(f"{path} does not match bench.schema: {describe_errors(err)}") from None
+    except ValueError as err:  # not JSON, or a schema_version this code cannot read
+        raise ValueError(f"{path}: {err}") from None
+
+
+def load_results(path: Path | str) -> dict:
+    """A results.json (or the one inside a run directory) as plain JSON data of the current schema version:
+    older files upgraded, every section validated. The report and the gate read :func:`read_results`."""
+    return _read(path)[0]
+
+
+def read_results(path: Path | str) -> Results:
+    """A results.json (or the one inside a run directory) as the typed :class:`bench.schema.Results`."""
+    return _read(path)[1]
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -109,3 +139,14 @@ def find_runs(paths: list[Path]) -> list[Path]:
         elif path.is_dir():
             runs.update(p.parent for p in path.rglob(RESULTS_FILE))
     return sorted(runs)
+
+
+def as_results(data: Results | dict) -> Results:
+    """Typed results from either form: a :class:`Results` as it is, a results.json document (of any version
+    this code reads) upgraded and validated. For readers that are handed data rather than a path."""
+    if isinstance(data, Results):
+        return data
+    try:
+        return Results.model_validate(upgrade(data))
+    except ValidationError as err:
+        raise ValueError(f"results do not match bench.schema: {describe_errors(err)}") from None

@@ -38,7 +38,7 @@ from bench.run.corpus import Corpus
 from bench.run.validation import validate
 from bench.stores import CollectionSpec, SearchHits, VectorStore, open_store
 from bench.stores.indexes import check_dim, point_label
-from bench.stores.metadata import open_metadata
+from bench.stores.metadata import MetadataStore, open_metadata
 from bench.stores.urls import redact_config
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def _run_stages(cfg: Config, result: RunResult) -> None:
     validate(cfg)
     workload = open_workload(cfg.workload.kind)
     clock = StageClock(result)
-    embedded = _convert_and_embed(cfg, result, clock, workload)
+    embedded = convert_and_embed(cfg, result, clock, workload)
     k, metric, corpus = cfg.search.top_k, cfg.search.metric, embedded.corpus
     with clock("exact_ground_truth"):
         rows, distances = evaluate.exact_topk(corpus.vectors, embedded.queries.vectors, k, metric)
@@ -104,7 +104,8 @@ def _run_stages(cfg: Config, result: RunResult) -> None:
         result.set("fidelity", _fidelity(cfg, result, embedded, exact, found, quality))
 
 
-def _convert_and_embed(cfg: Config, result: RunResult, clock: StageClock, workload: Workload) -> Embedded:
+def convert_and_embed(cfg: Config, result: RunResult, clock: StageClock, workload: Workload) -> Embedded:
+    """The dataset loaded and split, the model converted (and its variant made), every image embedded."""
     k = cfg.search.top_k
     with clock("dataset"):  # includes generating the sample on first use
         dataset = load_dataset(cfg.dataset)
@@ -149,23 +150,13 @@ def _store_stages(cfg: Config, result: RunResult, clock: StageClock, embedded: E
                   quality: CategoryQuality, workload: Workload) -> list[SearchHits]:
     """Insert, build, the workload at its phase and the plain sweep; returns each sweep point's top-K."""
     model = embedded.model
-    store = open_store(cfg.store)
-    try:
-        store.check_index(cfg.index.type)
-        metadata = open_metadata(cfg.metadata, namespace=store_stages.paths_namespace(embedded.dataset,
-                                                                                      embedded.corpus))
-    except BaseException:
-        store.close()
-        raise
+    store, metadata = open_backends(cfg, embedded, [cfg.index.type])
     spec: Optional[CollectionSpec] = None
     try:
         result.data["provenance"]["store"] = store.describe()
         result.set("metadata", metadata.describe())
         loaded = workload.loaded(embedded.corpus)  # workload=streaming: half now, the rest while searching
-        fingerprint = store_stages.fingerprint(model, loaded.ids, metadata.paths_in_search)
-        spec = CollectionSpec(name=store_stages.collection_name(model.name, embedded.dataset, fingerprint),
-                              dim=model.embedding_dim, metric=cfg.search.metric, fingerprint=fingerprint,
-                              with_paths=metadata.paths_in_search, scratch=workload.scratch)
+        spec = collection_spec(cfg, embedded, loaded, metadata, scratch=workload.scratch)
         with clock("insert"):
             inserted = store_stages.insert(store, metadata, spec, loaded, cfg.store.insert_batch_size)
         with clock("build_and_load_index"):
@@ -186,6 +177,29 @@ def _store_stages(cfg: Config, result: RunResult, clock: StageClock, embedded: E
             _drop_scratch(store)
         metadata.close()
         store.close()
+
+
+def open_backends(cfg: Config, embedded: Embedded, index_types: list[str]) -> tuple[VectorStore, MetadataStore]:
+    """The store (checked to build every one of ``index_types``) and the metadata backend, both open."""
+    store = open_store(cfg.store)
+    try:
+        for index_type in index_types:
+            store.check_index(index_type)
+        return store, open_metadata(cfg.metadata, namespace=store_stages.paths_namespace(embedded.dataset,
+                                                                                         embedded.corpus))
+    except BaseException:
+        store.close()
+        raise
+
+
+def collection_spec(cfg: Config, embedded: Embedded, loaded: Corpus, metadata: MetadataStore,
+                    scratch: bool = False) -> CollectionSpec:
+    """The collection of ``loaded``'s rows of this model's vectors: named by what it holds, so it is reused."""
+    model = embedded.model
+    fingerprint = store_stages.fingerprint(model, loaded.ids, metadata.paths_in_search)
+    return CollectionSpec(name=store_stages.collection_name(model.name, embedded.dataset, fingerprint),
+                          dim=model.embedding_dim, metric=cfg.search.metric, fingerprint=fingerprint,
+                          with_paths=metadata.paths_in_search, scratch=scratch)
 
 
 def _run_workload(workload: Workload, context: RunContext, phase: str) -> None:

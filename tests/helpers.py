@@ -25,3 +25,16 @@ def clustered(n: int, dim: int, seed: int = 0, clusters: int = 20) -> np.ndarray
     x = centres[rng.integers(0, clusters, n)] + 0.3 * rng.standard_normal((n, dim))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x.astype(np.float32)
+
+
+def results_doc(data: dict) -> dict:
+    """A hand-made results.json document completed with what every run writes (schema version, status, config,
+    provenance, the search metric, the dataset name), so that it validates against bench.schema."""
+    from bench.schema import SCHEMA_VERSION
+
+    doc = {"schema_version": SCHEMA_VERSION, "status": "ok", "error": None, "config": {}, "provenance": {}, **data}
+    if "search" in doc:
+        doc["search"] = {"metric": "IP", **doc["search"]}
+    if "dataset" in doc:
+        doc["dataset"] = {"name": "coco_sample", **doc["dataset"]}
+    return doc

@@ -20,11 +20,11 @@ from bench import cpu
 from bench.config import register_configs
 from bench.data.images import load_rgb
 from bench.gate.baseline import check_gate, run_gate_config
-from bench.gate.compare import compare_pairs
+from bench.gate.comparison import compare_pairs
 from bench.gate.config import load_gate_config
 from bench.measure.fidelity import saturation_warning
 from bench.models import variants
-from bench.results import load_results
+from bench.results import as_results, load_results, read_results
 from bench.runner import run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,7 +123,7 @@ def test_same_class_compares_int8_rows_exactly(cfg, int8_baseline):
 
 @pytest.mark.parametrize("current_class", [c for c in CLASSES if c != "x86-avx2"])
 def test_other_class_checks_int8_rows_against_floors(cfg, int8_baseline, current_class):
-    baseline_class = cpu.recorded_class(int8_baseline)
+    baseline_class = as_results(int8_baseline).cpu_class
     current = with_class(int8_baseline, current_class)
     current["fidelity"]["exact"]["overlap_at_k"] -= 0.05  # what another class may well measure
     current["exact"]["precision_at_k"] += 0.04
@@ -149,7 +149,7 @@ def test_other_class_checks_int8_rows_against_floors(cfg, int8_baseline, current
 
 def test_fp32_rows_stay_exact_on_another_class(cfg):
     fp32 = load_results(FP32_BASELINE)
-    other = with_class(fp32, another_class(cpu.recorded_class(fp32)))
+    other = with_class(fp32, another_class(as_results(fp32).cpu_class))
     other["search"]["points"][0]["recall_at_k"] -= 0.05
     comparison = compare_pairs([([fp32], [other])], cfg, only="deterministic")
     assert [r.metric for r in comparison.failures] == ["recall@10"]
@@ -162,7 +162,7 @@ def test_fp32_rows_stay_exact_on_another_class(cfg):
 
 def test_gate_on_an_overridden_class_gives_floor_checks_not_failures(cfg, tmp_path, monkeypatch):
     """The gate's FLAT runs (FP32 and INT8) recorded as another class: INT8 rows floor-checked, all pass."""
-    baseline_class = cpu.recorded_class(load_results(INT8_BASELINE))
+    baseline_class = read_results(INT8_BASELINE).cpu_class
     monkeypatch.setenv(cpu.OVERRIDE_ENV, another_class(baseline_class))
     runs = run_gate_config(load_gate_config(overrides=["gate.indexes=[FLAT]"]), tmp_path / "work")
     baseline = tmp_path / "baseline"

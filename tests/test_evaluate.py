@@ -20,7 +20,6 @@ from bench.measure.evaluate import (
     labelled_queries,
     num_relevant_in_corpus,
     overlap_at_k,
-    pareto_frontier,
     precision_per_query,
     random_pair_distances,
     rank_biased_overlap,
@@ -328,14 +327,6 @@ def test_distribution_difference():
 # ------------------------------------------------------------------------------------------- pareto
 
 POINTS = [(0.5, 1000), (0.7, 800), (0.6, 500), (0.9, 300), (0.9, 200), (0.95, 100), (0.4, 900)]
-
-
-def test_pareto_frontier():
-    # (0.6,500) is beaten by (0.7,800); (0.9,200) by (0.9,300); (0.4,900) by (0.5,1000)
-    assert pareto_frontier(POINTS) == [0, 1, 3, 5]
-    # Identical points do not dominate each other; NaN points are skipped.
-    assert pareto_frontier([(0.8, 10), (0.8, 10), (float("nan"), 99), (0.5, 5)]) == [0, 1]
-    assert pareto_frontier([]) == []
 
 
 def test_best_qps_at_recall():

@@ -20,7 +20,11 @@ import pytest
 
 from bench.errors import BenchError
 from bench.gate.baseline import run_gate_config, write_baseline
-from bench.gate.compare import Comparison, compare_pairs, compare_paths, judge, match_points, Metric
+from bench.gate.comparison import compare_pairs, compare_paths
+from bench.gate.judge import judge
+from bench.gate.matching import match_points
+from bench.gate.metrics import Metric
+from bench.gate.table import Comparison
 from bench.gate.config import load_gate_config
 from bench.results import load_results
 from tests import fashion_data

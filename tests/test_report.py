@@ -23,10 +23,11 @@ from bench.errors import BenchError
 from bench.measure.evaluate import overlap_at_k
 from bench.report.agreement import agreement_matrices, align_rows, pairwise_table
 from bench.report.build import TITLE, build_report, default_outdir, main
-from bench.report.comparison_tables import operating_points_table
+from bench.report.cross_run_tables import operating_points_table
 from bench.report.distances import difference_table, distance_samples, metric_meaning, summary_table
 from bench.report.document import Heading, Table, heading_anchors, table_markdown
 from bench.report.runset import Run, group_compatible
+from tests.helpers import results_doc
 from tests import browser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,9 +114,10 @@ def _point(label: str, recall: float, batch: float, qps1: float | None) -> dict:
 
 
 def test_operating_points_pick_the_fastest_point_over_each_recall_floor():
-    result = {"model": {"name": "m"}, "index": {"type": "HNSW", "build_params": {"M": 8}},
-              "search": {"top_k": 10, "points": [_point("ef=10", 0.85, 1000, 400), _point("ef=20", 0.92, 500, 300),
-                                                 _point("ef=40", 0.99, 100, None)]}}
+    result = results_doc({"model": {"name": "m"}, "index": {"type": "HNSW", "build_params": {"M": 8}},
+                          "search": {"top_k": 10, "points": [_point("ef=10", 0.85, 1000, 400),
+                                                             _point("ef=20", 0.92, 500, 300),
+                                                             _point("ef=40", 0.99, 100, None)]}})
     table = operating_points_table([result]).set_index("min recall@10")
     assert table.loc[0.9, "best batch QPS"] == 500 and table.loc[0.9, "batch: search params"] == "ef=20"
     assert table.loc[0.95, "best batch QPS"] == 100 and table.loc[0.99, "batch: search params"] == "ef=40"
@@ -126,9 +128,10 @@ def test_operating_points_pick_the_fastest_point_over_each_recall_floor():
 
 
 def _fake_result(top_k: int = 10, dataset: str = "coco_sample", queries: tuple[int, ...] = (1, 2)) -> dict:
-    return {"status": "ok", "config": {"dataset": {"split": "sample", "limit": None}},
-            "dataset": {"name": dataset, "num_images": 10, "num_corpus": 8, "query_image_ids": list(queries)},
-            "search": {"top_k": top_k, "metric": "IP"}, "model": {"name": "m"}}
+    return results_doc({"config": {"dataset": {"split": "sample", "limit": None}},
+                        "dataset": {"name": dataset, "num_images": 10, "num_corpus": 8,
+                                    "query_image_ids": list(queries)},
+                        "search": {"top_k": top_k, "metric": "IP"}, "model": {"name": "m"}})
 
 
 def test_group_compatible_names_the_differing_fields():

@@ -9,18 +9,21 @@ import pytest
 from scipy import stats
 
 from bench.config import SearchConfig
-from bench.gate.compare import compare_pairs
+from bench.gate.comparison import compare_pairs
 from bench.gate.config import GateConfig
 from bench.measure.search import PointResults, interleaved_trials, latency_target
 from bench.measure.statistics import (APPROX, all_within_noise, bootstrap_ci, ci_key, dominates,
                                       embedding_spread, min_samples_for_percentile, pareto_frontier_with_noise,
-                                      percentile_interval, relative_noise, significantly_different, trial_spread,
+                                      percentile_interval, significantly_different, trial_spread,
                                       with_intervals)
 from bench.measure.timing import summarize_latencies
-from bench.report.comparison_tables import operating_points_table
+from bench.report.cross_run_tables import operating_points_table
 from bench.report.significance import marks_vs_best, percentile_cell
 from bench.stores.base import CollectionSpec, SearchHits
 from bench.stores.faiss_store import FaissConfig, FaissStore
+from bench.results import as_results
+from bench.schema.sections import Latency, TrialSpread
+from tests.helpers import results_doc
 
 
 def test_min_samples_match_the_binomial_bound():
@@ -58,10 +61,12 @@ def test_latency_summary_refuses_unsupported_percentiles():
     summary = summarize_latencies(np.linspace(0.001, 0.002, 100))
     assert summary["count"] == 100 and summary["p95_ms"] is not None and summary["p99_ms"] is None
     assert summary["p99_ms_ci95"] is None and summary["min_samples"]["p99"] == 368
-    assert percentile_cell(summary, 99) == "n<368" and isinstance(percentile_cell(summary, 50), float)
+    latency = Latency.model_validate(summary)  # as results.json holds it, read through bench.schema
+    assert percentile_cell(latency, 99) == "n<368" and isinstance(percentile_cell(latency, 50), float)
     # Results written before intervals: their count says whether the number was one.
-    assert percentile_cell({"count": 50, "p99_ms": 3.0, "p50_ms": 1.0}, 99) == "n<368"
-    assert percentile_cell({"count": 50, "p99_ms": 3.0, "p50_ms": 1.0}, 50) == 1.0
+    # A file from before percentiles were withheld: a p99 of 50 samples is shown as what it is.
+    assert percentile_cell(Latency(count=50, p99_ms=3.0, p50_ms=1.0), 99) == "n<368"
+    assert percentile_cell(Latency(count=50, p99_ms=3.0, p50_ms=1.0), 50) == 1.0
 
 
 def test_significance_helpers():
@@ -84,7 +89,9 @@ def test_a_point_is_dominated_only_when_significantly_worse():
 def test_trial_spread_and_noise():
     assert trial_spread([3.0, 1.0, 2.0, None, float("nan")]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3}
     assert trial_spread([None]) is None
-    assert relative_noise({"min": 100.0, "max": 125.0}) == pytest.approx(0.25)
+    # As results.json holds it, read through bench.schema: max/min - 1.
+    assert TrialSpread.model_validate({"min": 100.0, "max": 125.0}).relative_noise == pytest.approx(0.25)
+    assert TrialSpread.model_validate({"min": None, "max": 125.0}).relative_noise is None
 
 
 def test_embedding_spread_from_per_batch_times():
@@ -138,13 +145,13 @@ def test_trials_are_interleaved_across_points_and_collect_enough_latency_samples
 
 
 def _run(batch_qps: float, low: float, high: float) -> dict:
-    return {"status": "ok", "model": {"name": "m"}, "index": {"type": "HNSW"},
+    return results_doc({"model": {"name": "m"}, "index": {"type": "HNSW"},
             "search": {"top_k": 10, "points": [
                 {"label": "ef=10", "recall_at_k": 0.9, "batch_qps": batch_qps, "concurrent_qps": {},
                  "latency": {}, "spread": {"batch_qps": {"median": batch_qps, "min": low, "max": high, "n": 3}}},
                 {"label": "ef=20", "recall_at_k": 0.95, "batch_qps": batch_qps * 0.95, "concurrent_qps": {},
                  "latency": {}, "spread": {"batch_qps": {"median": batch_qps * 0.95, "min": low * 0.95,
-                                                         "max": high * 0.95, "n": 3}}}]}}
+                                                         "max": high * 0.95, "n": 3}}}]}})
 
 
 def test_operating_points_name_the_ties_instead_of_a_winner():
@@ -185,11 +192,12 @@ def test_report_says_the_corpus_is_too_small_to_rank_when_all_qps_overlap():
     from bench.report.runset import Group, Run
 
     def result(points):
-        return {"model": {"name": "m"}, "index": {"type": "HNSW", "build_params": {}}, "config": {},
-                "search": {"top_k": 10, "points": points}}
+        return results_doc({"model": {"name": "m"}, "index": {"type": "HNSW", "build_params": {}},
+                            "search": {"top_k": 10, "points": points}})
 
-    tied = result([_timed_point("ef=10", 0.95, 500, 400, 600), _timed_point("ef=20", 0.99, 450, 380, 560)])
-    apart = result([_timed_point("ef=10", 0.95, 900, 850, 950), _timed_point("ef=20", 0.99, 450, 380, 560)])
+    tied = as_results(result([_timed_point("ef=10", 0.95, 500, 400, 600), _timed_point("ef=20", 0.99, 450, 380, 560)]))
+    apart = as_results(result([_timed_point("ef=10", 0.95, 900, 850, 950),
+                               _timed_point("ef=20", 0.99, 450, 380, 560)]))
     assert _unrankable(_qps_points([tied]), "batch QPS") == ["m"]
     assert _unrankable(_qps_points([apart]), "batch QPS") == []
     blocks = _operating_points(Group([Run(Path("r"), tied)], {}), [tied], "", 2)

@@ -3,19 +3,21 @@ from __future__ import annotations
 
 import pytest
 
-from bench.report.comparison_tables import index_setting
+from bench.report.cross_run_tables import index_setting
 from bench.report.store_comparison import reference_kind, store_comparison_table
+from bench.results import as_results
+from tests.helpers import results_doc
 
 
 def _run(kind: str, index: str, build: dict, points: list[tuple[str, float, float, tuple[float, float]]],
          model: str = "m") -> dict:
-    return {"model": {"name": model}, "index": {"type": index, "build_params": build},
+    return results_doc({"model": {"name": model}, "index": {"type": index, "build_params": build},
             "provenance": {"store": {"kind": kind, "version": "1.0"}},
             "search": {"top_k": 10, "points": [
                 {"label": label, "recall_at_k": recall, "batch_qps": qps, "concurrent_qps": {"1": qps / 2},
                  "latency": {"p50_ms": 1000 / qps, "count": 400},
                  "spread": {"batch_qps": {"median": qps, "min": lo, "max": hi, "n": 3}}}
-                for label, recall, qps, (lo, hi) in points]}}
+                for label, recall, qps, (lo, hi) in points]}})
 
 
 def test_points_are_matched_across_stores_against_the_bare_library():
@@ -39,7 +41,7 @@ def test_points_are_matched_across_stores_against_the_bare_library():
 def test_one_store_kind_gives_no_table_and_labels_keep_stores_apart():
     run = _run("milvus_lite", "FLAT", {}, [("default", 1.0, 300.0, (290, 310))])
     assert store_comparison_table([run]).empty
-    assert index_setting(run) == "FLAT"  # the default store: labelled as before
-    assert index_setting(_run("faiss", "FLAT", {}, [])) == "FLAT@faiss"
-    assert index_setting(_run("faiss", "FLAT", {}, []), with_store=False) == "FLAT"
+    assert index_setting(as_results(run)) == "FLAT"  # the default store: labelled as before
+    assert index_setting(as_results(_run("faiss", "FLAT", {}, []))) == "FLAT@faiss"
+    assert index_setting(as_results(_run("faiss", "FLAT", {}, [])), with_store=False) == "FLAT"
     assert reference_kind(["milvus_server", "milvus_lite"]) == "milvus_server"  # no library: the first kind

@@ -6,17 +6,21 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from bench.report import layouts
-from bench.report.comparison_tables import operating_points_table
+from bench.report.cross_run_tables import operating_points_table
 from bench.report.document import (Document, Heading, Layout, Table, Topic, format_number, github_slug,
                                    heading_anchors, numeric_columns, render_markdown, table_markdown,
                                    table_parts)
 from bench.report.runset import Group, Run, RunSet
 from bench.report.summary import add_summary, interval, summarize, summary_text
 from bench.report.tables import load_table, model_table, search_table
+from bench.results import TOPK_FILE
+from bench.schema.sections import Embedding, SearchPoint
+from tests.helpers import results_doc
 
 
 # ----------------------------------------------------------------------------------------------
@@ -32,29 +36,36 @@ def _point(label: str, recall: float, batch: float, qps1: float, **extra) -> dic
 
 def _result(model: str, index: str, points: list[dict], rows: int = 450, store: str = "milvus_lite",
             weights: str = "random", img_s: float = 10.0, **embedding) -> dict:
-    return {
-        "status": "ok", "config": {"search": {"query_batch_size": 16}},
+    return results_doc({
+        "config": {"search": {"query_batch_size": 16}},
         "model": {"name": model, "weights": {"kind": weights, "seed": 0}, "embedding_dim": 8,
                   "embedding": {"images_per_s_end_to_end": img_s, "images_per_s_inference": 2 * img_s, **embedding}},
         "index": {"type": index, "build_params": {}, "load": {"rows": rows}},
         "provenance": {"store": {"kind": store, "version": "x"}},
         "metadata": {"kind": "milvus"},
         "search": {"top_k": 10, "metric": "IP", "points": points},
-    }
+    })
 
 
-def _summary_of(results: list[dict], overlap: pd.DataFrame | None = None):
-    """The summary of these results, read off the same tables build.py makes from them."""
-    runs = [Run(Path(f"{i}_{r['model']['name']}_{r['index']['type']}"), r, model_label=r["model"]["name"])
-            for i, r in enumerate(results)]
+def _summary_of(results: list[dict], folder: Path | None = None, exact_ids: dict[str, list[int]] | None = None):
+    """The runs of these results with the document build.py makes from them (its tables are where the summary's
+    statements link to); with ``exact_ids`` (model -> one query's exact top-10), each run in ``folder`` gets a
+    topk.npz holding them, for the agreement between models."""
+    runs = []
+    for i, r in enumerate(results):
+        path = (folder or Path(".")) / f"{i}_{r['model']['name']}_{r['index']['type']}"
+        if exact_ids is not None:
+            path.mkdir(parents=True)
+            np.savez(path / TOPK_FILE, query_ids=np.array([1]), exact_ids=np.array([exact_ids[r["model"]["name"]]]))
+        runs.append(Run(path, r, model_label=r["model"]["name"]))
     runset = RunSet(ok=runs, not_ok=[], unreadable=[], groups=[Group(runs=runs, key={})], differing=[])
     doc = Document("t", [Heading("Runs"), Heading("1. Models"), Table("models", model_table(results)),
                          Heading("2. Indexes per model"), Table("load", load_table(results)),
                          Table("search", search_table(results)),
                          Heading("3. Operating points"), Table("operating_points", operating_points_table(results))])
-    if overlap is not None:
+    if exact_ids is not None:
         doc.add(Heading("4. Agreement between models"), Heading("Exact search results", 3),
-                Table("agreement_exact_overlap", overlap, index=True))
+                Table("agreement_exact_overlap", pd.DataFrame()))
     return doc, runset
 
 
@@ -111,23 +122,26 @@ def test_a_recall_interval_below_the_floor_is_flagged():
 
 
 def test_interval_reads_bootstrap_intervals_and_trial_ranges():
-    assert interval({"recall_at_k_ci95": [0.8, 0.9]}, "recall_at_k") == (0.8, 0.9)
-    assert interval({"spread": {"batch_qps": {"median": 5, "min": 4, "max": 6, "n": 3}}}, "batch_qps") == (4.0, 6.0)
-    assert interval({"spread": {"concurrent_qps": {"1": {"median": 1.5, "min": 1, "max": 2, "n": 3}}}},
+    def point(**fields) -> SearchPoint:
+        return SearchPoint.model_validate({"label": "p", **fields})
+
+    assert interval(point(recall_at_k_ci95=[0.8, 0.9]), "recall_at_k") == (0.8, 0.9)
+    assert interval(point(spread={"batch_qps": {"median": 5, "min": 4, "max": 6, "n": 3}}), "batch_qps") == (4.0, 6.0)
+    assert interval(point(spread={"concurrent_qps": {"1": {"median": 1.5, "min": 1, "max": 2, "n": 3}}}),
                     "concurrent_qps", "1") == (1.0, 2.0)
-    assert interval({"spread": {"images_per_s_end_to_end": {"median": 12, "min": 3, "max": 13, "n": 30,
-                                                             "median_ci95": [11.5, 12.4]}}},
-                    "images_per_s_end_to_end") == (11.5, 12.4)
-    assert interval({"recall_at_k": 0.9}, "recall_at_k") is None
-    assert interval({"recall_at_k_ci95": [None, 0.9]}, "recall_at_k") is None
+    embedding = Embedding.model_validate({"spread": {"images_per_s_end_to_end": {
+        "median": 12, "min": 3, "max": 13, "n": 30, "median_ci95": [11.5, 12.4]}}})
+    assert interval(embedding, "images_per_s_end_to_end") == (11.5, 12.4)
+    assert interval(point(recall_at_k=0.9), "recall_at_k") is None
+    assert interval(point(recall_at_k_ci95=[None, 0.9]), "recall_at_k") is None
 
 
-def test_warnings_and_leaders():
+def test_warnings_and_leaders(tmp_path):
     results = [_result("a", "HNSW", [_point("ef=10", 0.95, 100, 50)], rows=500, store="milvus_server", img_s=30),
                _result("b", "HNSW", [_point("ef=10", 0.95, 90, 45)], rows=500, store="milvus_server", weights="imagenet",
                        img_s=10)]
-    overlap = pd.DataFrame([[1.0, 0.4], [0.4, 1.0]], index=pd.Index(["a", "b"], name="model"), columns=["a", "b"])
-    doc, runset = _summary_of(results, overlap)
+    # 4 of the 10 exact results in common: overlap@10 = 0.4, computed from the runs' arrays.
+    doc, runset = _summary_of(results, tmp_path, {"a": list(range(10)), "b": [0, 1, 2, 3, *range(100, 106)]})
     summary = add_summary(doc, runset)
     warnings = " ".join(w.text for w in summary.warnings)
     assert "**Random weights** (a)" in warnings
@@ -147,7 +161,7 @@ def test_warnings_and_leaders():
 
 
 def test_failed_runs_and_nothing_finished():
-    failed = Run(Path("0_x"), {"status": "failed", "error": "boom"})
+    failed = Run(Path("0_x"), results_doc({"status": "failed", "error": "boom"}))
     doc = Document("t", [Heading("Runs"), Table("failed_runs", pd.DataFrame({"run": ["0_x"], "error": ["boom"]}))])
     summary = summarize(doc, RunSet(ok=[], not_ok=[failed], unreadable=[], groups=[], differing=[]))
     assert summary.warnings[0].text.startswith("**1 run(s) failed** and are left out of every table: 0_x")

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 
 from bench import cpu
-from bench.gate.compare import compare_pairs
+from bench.gate.comparison import compare_pairs
 from bench.gate.config import load_gate_config
 from bench.report.variants import variants_table
 from bench.report.runset import load_runset

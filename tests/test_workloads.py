@@ -18,7 +18,7 @@ from bench.report.workload_tables import filtered_table, run_tables
 from bench.stores.base import CollectionSpec, SearchHits
 from bench.stores.faiss_store import FaissConfig, FaissStore
 from bench.stores.metadata import MilvusFieldMetadata
-from tests.helpers import clustered
+from tests.helpers import clustered, results_doc
 
 
 # -- selectivity buckets -------------------------------------------------------------------------
@@ -182,13 +182,13 @@ def test_a_failing_store_stops_the_measurement_with_its_error():
 
 # -- tables ----------------------------------------------------------------------------------------
 def test_an_unreached_bucket_is_one_row_saying_why():
-    result = {"model": {"name": "m"}, "index": {"type": "FLAT", "build_params": {}},
+    result = results_doc({"model": {"name": "m"}, "index": {"type": "FLAT", "build_params": {}},
               "provenance": {"store": {"kind": "milvus_lite", "version": "x"}}, "dataset": {"num_corpus": 10},
               "search": {"top_k": 5, "points": [{"label": "default", "recall_at_k": 1.0, "latency": {"p50_ms": 1,
                                                                                                      "p99_ms": 2}}]},
               "filtered": {"top_k": 5, "buckets": [{"target": 0.01, "reached": False, "category_name": None,
                                                     "selectivity": None, "passing_rows": 0, "points": [],
-                                                    "note": "not reached: the nearest category is 'car' at 30.00%"}]}}
+                                                    "note": "not reached: the nearest category is 'car' at 30.00%"}]}})
     table = filtered_table([result])
     assert list(table["bucket"]) == ["100%", "~1%"]
     row = table.iloc[1]

@@ -23,7 +23,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Optional, Sequence
@@ -31,6 +30,7 @@ from typing import Optional, Sequence
 from bench.data import fashion_mnist
 from bench.data.fetch import DOWNLOADS, Checksum, download, load_manifest, run_command, verify
 from bench.errors import BenchError
+from bench.io import replacing
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +80,10 @@ def fetch_copy(source: Path, root: Path) -> dict:
         for entry in found.values():
             path = Path(entry["path"])
             target = root / path.name
-            tmp = root / f".{path.name}.{os.getpid()}.tmp"
             try:
-                shutil.copyfile(path, tmp)
-                os.replace(tmp, target)  # a copy interrupted half-way never looks complete
+                with replacing(target) as tmp:  # a copy interrupted half-way never looks complete
+                    shutil.copyfile(path, tmp)
             except OSError as err:
-                tmp.unlink(missing_ok=True)
                 raise BenchError(f"cannot copy {path} into {root} ({err.strerror}): choose another --root") from None
     return _write_provenance(root, {"source": f"local copy of {source.resolve()} (checked by structure; its .gz "
                                               "md5 sums may differ from Zalando's)"})

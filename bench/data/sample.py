@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
+
+from bench.io import atomic_write_text
 
 # Bump when the drawing or the JSON changes, so stale samples are regenerated.
 GENERATOR_VERSION = 2  # 2: skewed category distribution
@@ -139,7 +140,7 @@ def generate_sample(root: Path, num_images: int, seed: int,
                        for c in CATEGORIES],
     }
     ann_path.write_text(json.dumps(instances))
-    _write_atomic(root / MARKER_FILE, json.dumps(_marker(num_images, seed, sides)))
+    atomic_write_text(root / MARKER_FILE, json.dumps(_marker(num_images, seed, sides)))
     return image_dir, ann_path
 
 
@@ -155,10 +156,6 @@ def _marker(num_images: int, seed: int, sides: tuple[int, int] = (MIN_SIDE, MAX_
     return marker
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _draw_image(rng: np.random.Generator,

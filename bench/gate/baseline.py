@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from bench.errors import BenchError
-from bench.gate.compare import Comparison, compare_pairs, load_side
+from bench.gate.comparison import compare_pairs, load_side
+from bench.gate.table import Comparison
 from bench.gate.config import GateConfig, load_gate_config
 from bench.gate.revisions import REPO, bench_overrides, run_bench
+from bench.io import safe_name
 from bench.results import RESULTS_FILE
 
 # Variant runs' folders name the precision too ("mobilenet_v2-int8_FLAT"): baseline folders are run names.
@@ -74,8 +76,7 @@ def check_gate(cfg: GateConfig, runs: Sequence[Path], baseline: Path) -> Compari
 def write_baseline(runs: Sequence[Path], baseline: Path) -> list[Path]:
     """Replace the baseline's runs with these runs' results.json files (nothing else is kept)."""
     results = load_side(runs)
-    failed = [f"{r['model']['name'] if r.get('model') else '?'}: {r.get('error')}" for r in results
-              if r.get("status") != "ok"]
+    failed = [f"{r.model_name}: {r.error}" for r in results if r.status != "ok"]
     if failed:
         raise BenchError(f"not writing a baseline from failed runs ({'; '.join(failed)})")
     baseline.mkdir(parents=True, exist_ok=True)
@@ -103,7 +104,7 @@ def machine_key() -> str:
     # The CPU class too: one model name ("AMD EPYC") covers machines with and without AVX-512.
     text = (f"{hw['cpu']}-{hw['cpu_class']}-{hw['cores']}c-{platform.system()}-"
             f"py{'.'.join(platform.python_version_tuple()[:2])}")
-    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
+    return safe_name(text, keep=".").strip("_")
 
 
 def _relative(path: Path) -> str:

@@ -10,25 +10,22 @@ from __future__ import annotations
 
 from typing import Optional
 
-from bench.cpu import CPU_DEPENDENT_PRECISIONS, recorded_class
+from bench.cpu import CPU_DEPENDENT_PRECISIONS
+from bench.schema import Results
 
 NOT_COMPARED = "not compared"
 
 
-def depends_on_cpu_class(result: Optional[dict]) -> bool:
+def depends_on_cpu_class(result: Optional[Results]) -> bool:
     """Whether this run's quality rows depend on the CPU class: an INT8 variant's do, FP32 and FP16 do not."""
-    if result is None:
-        return False
-    precision = (result.get("model") or {}).get("precision") or (
-        ((result.get("config") or {}).get("model") or {}).get("precision"))
-    return precision in CPU_DEPENDENT_PRECISIONS
+    return result is not None and result.precision in CPU_DEPENDENT_PRECISIONS
 
 
-def classes(base: Optional[dict], cur: Optional[dict]) -> Optional[tuple[str, str]]:
+def classes(base: Optional[Results], cur: Optional[Results]) -> Optional[tuple[str, str]]:
     """(baseline class, current class) when the two runs' classes differ and the rows depend on them, else None."""
     if base is None or cur is None or not (depends_on_cpu_class(base) or depends_on_cpu_class(cur)):
         return None
-    pair = (recorded_class(base), recorded_class(cur))
+    pair = (base.cpu_class, cur.cpu_class)
     return pair if pair[0] != pair[1] else None
 
 

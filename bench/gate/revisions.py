@@ -27,7 +27,8 @@ from typing import Iterator, Optional, Sequence
 
 from bench import PROJECT_ROOT
 from bench.errors import BenchError
-from bench.gate.compare import Comparison, compare_pairs, load_side
+from bench.gate.comparison import compare_pairs, load_side
+from bench.gate.table import Comparison
 from bench.gate.config import GateConfig
 
 REPO = PROJECT_ROOT
@@ -148,7 +149,7 @@ def interleaved_runs(rev: str, cfg: GateConfig, workdir: Path, *, pairs: Optiona
 def _check_revision(runs: list[Path], sha: str) -> None:
     """The baseline runs must have run REV's code, not the main checkout's (an import-path mistake)."""
     for result in load_side(runs):
-        commit = (result.get("provenance") or {}).get("git_commit") or ""
+        commit = result.provenance.git_commit or ""
         if not commit.startswith(sha):
             raise BenchError(f"the baseline run recorded commit {commit or 'none'}, not {sha[:12]}: "
                              "bench was imported from the wrong tree")

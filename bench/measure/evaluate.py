@@ -25,6 +25,7 @@ from scipy import stats
 
 from bench.errors import BenchError
 
+# The distance metrics, defined once: exact search computes them, stores are asked for them (search.metric).
 METRICS: tuple[str, ...] = ("IP", "COSINE", "L2")
 MISSING_ID = -1
 
@@ -539,25 +540,8 @@ def _finite_sample(values: np.ndarray, name: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
-# Recall–QPS trade-off
+# Recall–QPS trade-off (the report's Pareto frontier, which accounts for noise: bench.measure.statistics)
 # ----------------------------------------------------------------------------------------------
-
-def pareto_frontier(points: Sequence[Point]) -> list[int]:
-    """Indices of the (recall, qps) points that no other point dominates, sorted by recall ascending
-    (ties: higher QPS first, then index).
-
-    Point b dominates a when ``b.recall >= a.recall`` and ``b.qps >= a.qps`` with at least one strict.
-    Identical points do not dominate each other, so both stay. Points with a NaN coordinate are left
-    out (a failed measurement is not a trade-off).
-    """
-    valid = [(i, float(r), float(q)) for i, (r, q) in enumerate(points)
-             if not (np.isnan(r) or np.isnan(q))]
-    frontier = [
-        (r, -q, i) for i, r, q in valid
-        if not any(r2 >= r and q2 >= q and (r2 > r or q2 > q) for _, r2, q2 in valid)
-    ]
-    return [i for _, _, i in sorted(frontier)]
-
 
 def best_qps_at_recall(points: Sequence[Point],
                        thresholds: Sequence[float] = (0.9, 0.95, 0.99)) -> dict[float, Optional[float]]:

@@ -127,18 +127,10 @@ def trial_spread(values: Iterable[Optional[float]]) -> Optional[dict[str, float 
 
 
 def spread_interval(spread: Optional[dict]) -> Optional[Interval]:
-    """The (min, max) of a :func:`trial_spread`, or None."""
+    """The (min, max) of a :func:`trial_spread` as measured (the tuner reads its trials' figures in memory)."""
     if not spread or spread.get("min") is None or spread.get("max") is None:
         return None
     return float(spread["min"]), float(spread["max"])
-
-
-def relative_noise(spread: Optional[dict]) -> Optional[float]:
-    """max/min − 1 of a positive trial spread (0 = the trials agree exactly); None without one."""
-    interval = spread_interval(spread)
-    if interval is None or interval[0] <= 0:
-        return None
-    return interval[1] / interval[0] - 1.0
 
 
 def embedding_spread(batches: Sequence[dict]) -> Optional[dict[str, Any]]:
@@ -172,7 +164,7 @@ def _batch_rates(rates: Sequence[float]) -> Optional[dict[str, Any]]:
 # ----------------------------------------------------------------------------------------------
 
 def as_interval(value: Any) -> Optional[Interval]:
-    """A ``[low, high]`` pair from results.json as a tuple, or None if absent or incomplete."""
+    """A ``[low, high]`` pair as a tuple, or None if absent, incomplete or not finite."""
     if not isinstance(value, (list, tuple)) or len(value) != 2 or any(v is None for v in value):
         return None
     low, high = float(value[0]), float(value[1])

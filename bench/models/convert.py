@@ -4,8 +4,8 @@ The Keras model is a keras.applications constructor (``model.source=keras``) or 
 model (``model.source=keras_file``, :mod:`bench.models.keras_file`); both take the same path below.
 
 The only conversion path that works for VGG16, ResNet50, MobileNetV2 and EfficientNet alike is
-``tf2onnx.convert.from_keras`` with an explicit NHWC float32 input signature (see
-shared/env-facts.md); ``Model.export(format="onnx")`` silently adds inputs to EfficientNet.
+``tf2onnx.convert.from_keras`` with an explicit NHWC float32 input signature;
+``Model.export(format="onnx")`` silently adds inputs to EfficientNet (measured with Keras 3.15 and tf2onnx 1.17).
 
 TensorFlow is imported lazily, inside the conversion only: a run whose ONNX file is already cached
 never imports it (saves seconds of start-up and gigabytes of memory).
@@ -32,6 +32,7 @@ import onnxruntime as ort
 
 from bench.config import ModelConfig
 from bench.errors import BenchError
+from bench.io import atomic_write_text, replacing, safe_name
 from bench.models import keras_file
 from bench.models.preprocess import get_preprocessor
 
@@ -257,12 +258,8 @@ def _warn_random_fallback(cfg: ModelConfig, reason: str) -> None:
 # Cache
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
-
-
 def _cache_paths(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan) -> tuple[Path, Path]:
-    stem = (f"{_safe(cfg.name)}-{_safe(_architecture(cfg, plan))}-{plan.tag}-{cfg.input_size}px-"
+    stem = (f"{safe_name(cfg.name)}-{safe_name(_architecture(cfg, plan))}-{plan.tag}-{cfg.input_size}px-"
             f"{cfg.pooling}-opset{cfg.opset}")
     return cache_dir / f"{stem}.onnx", cache_dir / f"{stem}.json"
 
@@ -302,12 +299,6 @@ def _load_cached(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan) -> Conve
         conversion=conversion)
     _check_embedding_dim(cfg, model.embedding_dim)
     return model
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _check_embedding_dim(cfg: ModelConfig, actual: int) -> None:
@@ -425,10 +416,9 @@ def _convert_built_model(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan, 
     tf, keras, tf2onnx = _import_tensorflow()
     build_s = time.perf_counter() - started
     onnx_path, sidecar_path = _cache_paths(cfg, cache_dir, plan)
-    tmp_path = onnx_path.with_name(f".{onnx_path.stem}.{os.getpid()}.tmp.onnx")
     size = _input_side(cfg, model)
     what = cfg.architecture if plan.model_file is None else str(plan.model_file)
-    try:
+    with replacing(onnx_path, suffix=".onnx") as tmp_path:  # tf2onnx wants the suffix
         t0 = time.perf_counter()
         spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name="input"),)
         tf2onnx.convert.from_keras(model, input_signature=spec, opset=cfg.opset, output_path=str(tmp_path))
@@ -454,9 +444,6 @@ def _convert_built_model(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan, 
 
         onnx_sha256 = sha256_file(tmp_path)
         onnx_bytes = tmp_path.stat().st_size
-        os.replace(tmp_path, onnx_path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
     conversion = {
         # seconds: build + convert + parity; the one-off TensorFlow import is reported apart.
@@ -478,7 +465,7 @@ def _convert_built_model(cfg: ModelConfig, cache_dir: Path, plan: _WeightsPlan, 
         "input_name": input_name, "output_name": output_name, "embedding_dim": embedding_dim,
         "weights": weights, "conversion": conversion,
     }
-    _write_atomically(sidecar_path, json.dumps(sidecar, indent=2))
+    atomic_write_text(sidecar_path, json.dumps(sidecar, indent=2))
     log.info("converted %s in %.1f s -> %s (%.1f MB, parity max_rel_diff %.1e, min_cosine %.7f)",
              cfg.name, conversion["seconds"], onnx_path, onnx_bytes / 1e6, parity["max_rel_diff"],
              parity["min_cosine"])

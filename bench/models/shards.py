@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import re
 import time
 import zipfile
@@ -26,6 +25,7 @@ from typing import Any, Optional
 import numpy as np
 
 from bench.data.dataset import Skip
+from bench.io import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +36,6 @@ SHARD_PATTERN = re.compile(r"^shard-(\d{6})\.npz$")
 
 def shard_name(index: int) -> str:
     return f"shard-{index:06d}.npz"
-
-
-def _atomic_write(path: Path, write) -> None:
-    # A hidden temporary name that never matches SHARD_PATTERN: a torn write is ignored, not read.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:  # a file object keeps np.savez from appending ".npz"
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 @dataclass
@@ -191,7 +179,7 @@ class ShardStore:
                      skipped_reasons=np.array([s.reason for _, s in skipped], dtype=np.str_),
                      progress=np.array(json.dumps(progress)), zero_norms=np.array(zero_norms, dtype=np.int64))
 
-        _atomic_write(path, write)
+        atomic_write(path, write)  # hidden temporary name: never matches SHARD_PATTERN
         self.next_index += 1
         return path
 
@@ -203,7 +191,7 @@ class ShardStore:
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
         self.folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.folder / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=2).encode()))
+        atomic_write_text(self.folder / MANIFEST, json.dumps(manifest, indent=2))
 
 
 def run_segments(shards: list[Shard]) -> list[dict[str, Any]]:

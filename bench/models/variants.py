@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from dataclasses import replace
@@ -43,6 +42,7 @@ from bench.config import ModelConfig, QuantConfig
 from bench.data.dataset import ImageRecord
 from bench.data.images import ImageError, record_rgb
 from bench.errors import BenchError
+from bench.io import atomic_write_text, safe_name, temporary_path
 from bench.models.convert import PARITY_BATCH, PARITY_SEED, ConvertedModel, ensure_onnx, parity_metrics, sha256_file
 from bench.models.preprocess import get_preprocessor
 
@@ -147,7 +147,7 @@ def ensure_variant(parent: ConvertedModel, cfg: ModelConfig, calibration: Sequen
     settings = variant_settings(cfg)
     calibration_files = [_file_identity(record) for record in calibration]
     key = _cache_key(parent, settings, calibration_files)
-    stem = f"{parent.onnx_path.stem}-{_safe(cfg.precision)}-{key[:12]}"
+    stem = f"{parent.onnx_path.stem}-{safe_name(cfg.precision)}-{key[:12]}"
     onnx_path, sidecar_path = cache_dir / f"{stem}.onnx", cache_dir / f"{stem}.json"
     cached = _load_cached(parent, onnx_path, sidecar_path, key)
     if cached is not None:
@@ -164,7 +164,7 @@ def ensure_variant(parent: ConvertedModel, cfg: ModelConfig, calibration: Sequen
 def _make_variant(parent: ConvertedModel, cfg: ModelConfig, settings: dict, calibration: Sequence[ImageRecord],
                   calibration_files: list[dict], key: str, onnx_path: Path, sidecar_path: Path) -> ConvertedModel:
     step = _Steps(parent.name, cfg.precision)
-    work = onnx_path.with_name(f".{onnx_path.stem}.{os.getpid()}.tmp")
+    work = temporary_path(onnx_path)  # a scratch folder beside the target, renamed from on success
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:
@@ -188,9 +188,7 @@ def _make_variant(parent: ConvertedModel, cfg: ModelConfig, settings: dict, cali
     }
     sidecar = {"schema_version": SIDECAR_SCHEMA_VERSION, "onnx_file": onnx_path.name, "onnx_sha256": onnx_sha256,
                "variant": variant}
-    tmp = sidecar_path.with_name(f".{sidecar_path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(sidecar, indent=2))
-    os.replace(tmp, sidecar_path)
+    atomic_write_text(sidecar_path, json.dumps(sidecar, indent=2))
     log.info("made the %s variant of %s in %.1f s -> %s (%.1f MB, %.2fx the FP32 size; parity vs FP32: "
              "max_rel_diff %.1e, min_cosine %.5f)", cfg.precision, parent.name, variant["seconds"], onnx_path,
              onnx_bytes / 1e6, variant["size_ratio"], parity["max_rel_diff"], parity["min_cosine"])
@@ -313,10 +311,6 @@ class _Steps:
 
 # ---------------------------------------------------------------------------------------------
 # Cache
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
 def _file_identity(record: ImageRecord) -> dict:

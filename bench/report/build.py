@@ -4,9 +4,9 @@ It reads every run's results.json and topk.npz under the given folders (a sweep,
 different days) and writes report.md, a self-contained report.html, one CSV per table and one PNG per
 plot. After a multirun, bench.callbacks calls build_report on the sweep directory.
 
-Sections: a summary (bench.report.summary, read off the tables below it), the runs, 1 models,
-2 indexes, 3 operating points, 4 agreement between models, 5 distance distributions, 6 quality,
-7 provenance. Runs that cannot share a table (other dataset, queries, top-K
+Sections: a summary (bench.report.summary, computed from the same data as the tables below it), the
+runs, 1 models, 2 indexes, 3 operating points, 4 agreement between models, 5 distance distributions,
+6 quality, 7 provenance. Runs that cannot share a table (other dataset, queries, top-K
 or metric) are reported in separate groups with the differing field named; failed runs are listed.
 """
 from __future__ import annotations
@@ -24,12 +24,12 @@ from bench.errors import BenchError
 from bench.measure.statistics import all_within_noise
 from bench.report import agreement, distances, layouts, plots, serving, summary, variants, workloads
 from bench.report.store_comparison import store_comparison_table
-from bench.report.comparison_tables import (RECALL_THRESHOLDS, index_setting, operating_points_table,
+from bench.report.cross_run_tables import (RECALL_THRESHOLDS, index_setting, operating_points_table,
                                             provenance_table, quality_table, runs_table, versions_table)
 from bench.report.document import Block, Bullets, Document, Figure, Heading, Table, Text, write_document
-from bench.report.runset import Group, Run, RunSet, describe_value, load_runset
-from bench.report.significance import qps_interval, quality_interval
+from bench.report.runset import Group, RunSet, describe_value, load_runset
 from bench.report.tables import load_table, model_table, search_table
+from bench.results import Results
 
 TITLE = "bench comparison report"
 
@@ -41,7 +41,7 @@ def build_report(paths: list[Path], outdir: Path) -> dict[str, Path]:
     """
     paths = [Path(p) for p in paths]
     runset = load_runset(paths)
-    names = _run_names([r.path for r in runset.ok + runset.not_ok])
+    names = runset.names
     doc = Document(TITLE)
     doc.add(*_overview(runset, paths, names))
     several = len(runset.groups) > 1
@@ -55,7 +55,7 @@ def build_report(paths: list[Path], outdir: Path) -> dict[str, Path]:
     doc.add(*workloads.section([r.labelled() for r in runset.ok]))
     doc.add(*serving.section([r.labelled() for r in runset.ok]))
     doc.add(*_provenance(runset, names))
-    found = summary.add_summary(doc, runset)  # at the top, read off the tables below it
+    found = summary.add_summary(doc, runset)  # at the top, linked to the tables below it
     paths = write_document(doc, Path(outdir))
     paths["summary"] = summary.write_summary(found, Path(outdir))
     return paths
@@ -64,15 +64,6 @@ def build_report(paths: list[Path], outdir: Path) -> dict[str, Path]:
 # ----------------------------------------------------------------------------------------------
 # Overview: what was read, what failed, what does not belong together
 # ----------------------------------------------------------------------------------------------
-
-def _run_names(run_dirs: list[Path]) -> dict[Path, str]:
-    """Shortest trailing path that tells each run apart (usually just the run folder's name)."""
-    for depth in range(1, max((len(p.parts) for p in run_dirs), default=1) + 1):
-        names = {p: "/".join(p.parts[-depth:]) for p in run_dirs}
-        if len(set(names.values())) == len(names):
-            return names
-    return {p: str(p) for p in run_dirs}
-
 
 def _overview(runset: RunSet, paths: list[Path], names: dict[Path, str]) -> list[Block]:
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -106,10 +97,10 @@ def _overview(runset: RunSet, paths: list[Path], names: dict[Path, str]) -> list
         blocks.append(Table("groups", pd.DataFrame(rows), "Groups of comparable runs."))
     else:
         group = runset.groups[0]
+        dataset = group.runs[0].data.dataset
         blocks.append(Text(f"All {len(group.runs)} finished runs belong together: same dataset "
-                           f"(`{group.runs[0].data['dataset']['name']}`, "
-                           f"{group.runs[0].data['dataset']['num_corpus']} corpus images), the same "
-                           f"{group.runs[0].data['dataset']['num_queries']} query images, "
+                           f"(`{dataset.name}`, {dataset.num_corpus} corpus images), the same "
+                           f"{dataset.num_queries} query images, "
                            f"top_k={group.top_k}, metric={group.metric}."))
     finished = runs_table({names[r.path]: r.data for r in runset.ok})
     if len(runset.groups) > 1:
@@ -132,7 +123,7 @@ def _group_sections(group: Group, prefix: str, level: int) -> list[Block]:
     return blocks
 
 
-def _models(group: Group, results: list[dict], prefix: str, level: int) -> list[Block]:
+def _models(group: Group, results: list[Results], prefix: str, level: int) -> list[Block]:
     return [
         Heading("1. Models", level),
         Table(f"{prefix}models", model_table(results),
@@ -142,7 +133,7 @@ def _models(group: Group, results: list[dict], prefix: str, level: int) -> list[
     ]
 
 
-def _indexes(group: Group, results: list[dict], prefix: str, level: int) -> list[Block]:
+def _indexes(group: Group, results: list[Results], prefix: str, level: int) -> list[Block]:
     k = group.top_k
     return [
         Heading("2. Indexes per model", level),
@@ -158,17 +149,16 @@ def _indexes(group: Group, results: list[dict], prefix: str, level: int) -> list
 QPS_COLUMNS = ("batch QPS", "QPS@1thr")
 
 
-def _qps_points(results: list[dict]) -> pd.DataFrame:
+def _qps_points(results: list[Results]) -> pd.DataFrame:
     """One row per search point, with the intervals the Pareto frontier and the ≈ marks use: recall's
     bootstrap interval over queries and each QPS's min–max across trials ("<column> low/high")."""
     rows = []
     for r in results:
-        for point in r["search"]["points"]:
-            recall_ci = quality_interval(point, "recall_at_k") or (None, None)
-            batch, one = qps_interval(point) or (None, None), qps_interval(point, "1") or (None, None)
-            rows.append({"model": r["model"]["name"], "index": index_setting(r), "label": point["label"],
-                         "recall": point.get("recall_at_k"), "batch QPS": point.get("batch_qps"),
-                         "QPS@1thr": point.get("concurrent_qps", {}).get("1"),
+        for point in r.search.points:
+            recall_ci = point.interval("recall_at_k") or (None, None)
+            batch, one = point.qps_range() or (None, None), point.qps_range("1") or (None, None)
+            rows.append({"model": r.model_name, "index": index_setting(r), "label": point.label,
+                         "recall": point.recall_at_k, "batch QPS": point.batch_qps, "QPS@1thr": point.qps("1"),
                          "recall low": recall_ci[0], "recall high": recall_ci[1],
                          "batch QPS low": batch[0], "batch QPS high": batch[1],
                          "QPS@1thr low": one[0], "QPS@1thr high": one[1]})
@@ -189,9 +179,9 @@ def _unrankable(points: pd.DataFrame, column: str) -> list[str]:
     return out
 
 
-def _operating_points(group: Group, results: list[dict], prefix: str, level: int) -> list[Block]:
+def _operating_points(group: Group, results: list[Results], prefix: str, level: int) -> list[Block]:
     k = group.top_k
-    batch = group.runs[0].data["config"].get("search", {}).get("query_batch_size", "?")
+    batch = group.runs[0].data.config.search.query_batch_size or "?"
     thresholds = ", ".join(f"{t:g}" for t in RECALL_THRESHOLDS)
     blocks: list[Block] = [
         Heading("3. Operating points", level),
@@ -223,7 +213,7 @@ def _operating_points(group: Group, results: list[dict], prefix: str, level: int
     return blocks
 
 
-def _stores(group: Group, results: list[dict], prefix: str, level: int) -> list[Block]:
+def _stores(group: Group, results: list[Results], prefix: str, level: int) -> list[Block]:
     """Only when the group ran the same indexes on several store kinds (e.g. store=faiss,milvus_lite)."""
     table = store_comparison_table(results)
     if table.empty:
@@ -240,18 +230,9 @@ def _stores(group: Group, results: list[dict], prefix: str, level: int) -> list[
     ]
 
 
-def _trials(results: list[dict]) -> str:
-    counts = sorted({p.get("repeats", 1) for r in results for p in r["search"]["points"]})
+def _trials(results: list[Results]) -> str:
+    counts = sorted({p.repeats for r in results for p in r.search.points})
     return "/".join(map(str, counts)) or "?"
-
-
-def _first_with_topk(runs: list[Run]) -> dict[str, Run]:
-    """One run per model that has top-K arrays (exact results and distances are the same in each)."""
-    chosen: dict[str, Run] = {}
-    for run in runs:
-        if run.has_topk and run.model_label not in chosen:
-            chosen[run.model_label] = run
-    return chosen
 
 
 def _missing_topk_note(group: Group) -> list[Block]:
@@ -259,7 +240,7 @@ def _missing_topk_note(group: Group) -> list[Block]:
     return [Text(f"No topk.npz in {', '.join(missing)}; those runs are left out here.", "note")] if missing else []
 
 
-def _agreement(group: Group, results: list[dict], prefix: str, level: int) -> list[Block]:
+def _agreement(group: Group, results: list[Results], prefix: str, level: int) -> list[Block]:
     k = group.top_k
     blocks: list[Block] = [
         Heading("4. Agreement between models", level),
@@ -269,7 +250,7 @@ def _agreement(group: Group, results: list[dict], prefix: str, level: int) -> li
              "identical result lists and 0 for disjoint ones."),
         *_missing_topk_note(group),
     ]
-    by_model = _first_with_topk(group.runs)
+    by_model = group.first_with_topk()
     if len(by_model) < 2:
         only = ", ".join(by_model) or "none with top-K arrays"
         return blocks + [Text(f"Only one model in this set ({only}): agreement needs at least two.", "note")]
@@ -288,9 +269,9 @@ def _agreement(group: Group, results: list[dict], prefix: str, level: int) -> li
         if not run.has_topk:
             continue
         arrays = run.topk()
-        for i, point in enumerate(run.data["search"]["points"]):
+        for i, point in enumerate(run.data.search.points):
             if f"ids_{i}" in arrays:
-                setting = settings.setdefault(f"{run.index_setting} {point['label']}", {})
+                setting = settings.setdefault(f"{run.index_setting} {point.label}", {})
                 setting.setdefault(run.model_label, (arrays["query_ids"], arrays[f"ids_{i}"]))
     blocks.append(Heading("At each index and search point", level + 1))
     blocks.append(Text("Runs are matched by index type, build params and search point; a point that only one "
@@ -302,13 +283,13 @@ def _agreement(group: Group, results: list[dict], prefix: str, level: int) -> li
 
 
 def _stats_config(group: Group) -> StatsConfig:
-    """The interval settings the runs used (their config's ``stats``), or the defaults for older runs."""
-    saved = group.runs[0].data.get("config", {}).get("stats") or {}
-    return StatsConfig(**{k: v for k, v in saved.items() if k in StatsConfig.__dataclass_fields__})
+    """The interval settings the runs used (their config's ``stats``)."""
+    saved = group.runs[0].data.config.stats
+    return StatsConfig(confidence=saved.confidence, bootstrap_resamples=saved.bootstrap_resamples, seed=saved.seed)
 
 
-def _distances(group: Group, results: list[dict], prefix: str, level: int) -> list[Block]:
-    by_model = _first_with_topk(group.runs)
+def _distances(group: Group, results: list[Results], prefix: str, level: int) -> list[Block]:
+    by_model = group.first_with_topk()
     blocks: list[Block] = [
         Heading("5. Distance distributions", level),
         Text(f"Metric **{group.metric}**: {distances.metric_meaning(group.metric)}. Every model's embeddings are "
@@ -336,7 +317,7 @@ def _distances(group: Group, results: list[dict], prefix: str, level: int) -> li
     return blocks
 
 
-def _quality(group: Group, results: list[dict], prefix: str, level: int) -> list[Block]:
+def _quality(group: Group, results: list[Results], prefix: str, level: int) -> list[Block]:
     k = group.top_k
     blocks: list[Block] = [
         Heading("6. Quality", level),
@@ -344,7 +325,7 @@ def _quality(group: Group, results: list[dict], prefix: str, level: int) -> list
              f"query image. **mAP@{k}**: mean average precision over the top-{k}, with the number of relevant "
              "corpus images as denominator. On exact search, and at every index search point."),
     ]
-    random = sorted({r.model_label for r in group.runs if (r.data["model"].get("weights") or {}).get("kind") == "random"})
+    random = sorted({r.model_label for r in group.runs if r.data.model.weights and r.data.model.weights.kind == "random"})
     if random:
         blocks.append(Text(f"Quality figures for {', '.join(random)} are not meaningful: these models have random "
                            "weights, so their results say nothing about how well the architecture finds similar "

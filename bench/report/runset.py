@@ -7,7 +7,6 @@ similarities with squared L2 distances.
 """
 from __future__ import annotations
 
-import copy
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -17,38 +16,42 @@ from typing import Any, Callable
 import numpy as np
 
 from bench.errors import BenchError
-from bench.report.comparison_tables import index_setting, weights_label
-from bench.results import TOPK_FILE, find_runs, load_results
+from bench.report.cross_run_tables import index_setting
+from bench.results import TOPK_FILE, Results, as_results, find_runs, read_results
 
-# What must be equal for two runs to be compared, as (name shown to the user, getter).
-COMPATIBILITY_FIELDS: list[tuple[str, Callable[[dict], Any]]] = [
-    ("dataset.name", lambda r: r["dataset"]["name"]),
-    ("dataset.split", lambda r: r["config"]["dataset"].get("split")),
-    ("dataset.limit", lambda r: r["config"]["dataset"].get("limit")),
-    ("dataset.num_images", lambda r: r["dataset"].get("num_images")),
-    ("dataset.num_corpus", lambda r: r["dataset"].get("num_corpus")),
+# What must be equal for two runs to be compared, as (name shown to the user, getter). Runs here are ok
+# (bench.schema.Results.ok): their dataset and search sections are there.
+COMPATIBILITY_FIELDS: list[tuple[str, Callable[[Results], Any]]] = [
+    ("dataset.name", lambda r: r.dataset.name),
+    ("dataset.split", lambda r: r.config.dataset.split),
+    ("dataset.limit", lambda r: r.config.dataset.limit),
+    ("dataset.num_images", lambda r: r.dataset.num_images),
+    ("dataset.num_corpus", lambda r: r.dataset.num_corpus),
     # Order-free: the same queries in another order are still the same queries (rows are aligned by id).
-    ("dataset.query_image_ids", lambda r: tuple(sorted(r["dataset"]["query_image_ids"]))),
-    ("search.top_k", lambda r: r["search"]["top_k"]),
-    ("search.metric", lambda r: str(r["search"]["metric"]).upper()),
+    ("dataset.query_image_ids", lambda r: tuple(sorted(r.dataset.query_image_ids))),
+    ("search.top_k", lambda r: r.search.top_k),
+    ("search.metric", lambda r: str(r.search.metric).upper()),
 ]
 
 
 @dataclass
 class Run:
     path: Path
-    data: dict
+    data: Results  # a results.json document given here is validated into one
     # Model name as shown in the report; gets a suffix when one name covers different models.
     model_label: str = ""
     _topk: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        self.data = as_results(self.data)
+
     @property
     def ok(self) -> bool:
-        return self.data.get("status") == "ok" and all(s in self.data for s in ("model", "dataset", "search"))
+        return self.data.ok
 
     @property
     def index_type(self) -> str:
-        return self.data.get("index", {}).get("type") or self.data.get("config", {}).get("index", {}).get("type", "?")
+        return self.data.index_type
 
     @property
     def index_setting(self) -> str:
@@ -64,11 +67,9 @@ class Run:
                 self._topk = {name: arrays[name] for name in arrays.files}
         return self._topk
 
-    def labelled(self) -> dict:
-        """results.json with the report's model label as model name, for the table functions."""
-        data = copy.copy(self.data)
-        data["model"] = {**self.data["model"], "name": self.model_label}
-        return data
+    def labelled(self) -> Results:
+        """The results with the report's model label as model name, for the table functions."""
+        return self.data.model_copy(update={"model": self.data.model.model_copy(update={"name": self.model_label})})
 
 
 @dataclass
@@ -79,14 +80,22 @@ class Group:
 
     @property
     def top_k(self) -> int:
-        return int(self.runs[0].data["search"]["top_k"])
+        return int(self.runs[0].data.search.top_k)
 
     @property
     def metric(self) -> str:
-        return str(self.runs[0].data["search"]["metric"]).upper()
+        return str(self.runs[0].data.search.metric).upper()
 
     def models(self) -> list[str]:
         return list(dict.fromkeys(r.model_label for r in self.runs))
+
+    def first_with_topk(self) -> dict[str, Run]:
+        """One run per model that has top-K arrays (exact results and distances are the same in each)."""
+        chosen: dict[str, Run] = {}
+        for run in self.runs:
+            if run.has_topk and run.model_label not in chosen:
+                chosen[run.model_label] = run
+        return chosen
 
 
 @dataclass
@@ -97,6 +106,11 @@ class RunSet:
     groups: list[Group]
     # Fields whose values differ between groups; empty when everything belongs together.
     differing: list[str]
+    # Run folder -> the name the report gives it (load_runset: the shortest trailing path that tells runs apart).
+    names: dict[Path, str] = field(default_factory=dict)
+
+    def name(self, run: Run) -> str:
+        return self.names.get(run.path, run.path.name)
 
 
 def load_runset(paths: list[Path]) -> RunSet:
@@ -106,20 +120,28 @@ def load_runset(paths: list[Path]) -> RunSet:
     runs, unreadable = [], []
     for run_dir in run_dirs:
         try:
-            runs.append(Run(run_dir, load_results(run_dir)))
+            runs.append(Run(run_dir, read_results(run_dir)))
         except (ValueError, OSError, json.JSONDecodeError) as err:
             unreadable.append((run_dir, str(err)))
     ok = [r for r in runs if r.ok]
     _label_models(ok)
     groups, differing = group_compatible(ok)
     return RunSet(ok=ok, not_ok=[r for r in runs if not r.ok], unreadable=unreadable, groups=groups,
-                  differing=differing)
+                  differing=differing, names=run_names([r.path for r in runs]))
+
+
+def run_names(run_dirs: list[Path]) -> dict[Path, str]:
+    """Shortest trailing path that tells each run apart (usually just the run folder's name)."""
+    for depth in range(1, max((len(p.parts) for p in run_dirs), default=1) + 1):
+        names = {p: "/".join(p.parts[-depth:]) for p in run_dirs}
+        if len(set(names.values())) == len(names):
+            return names
+    return {p: str(p) for p in run_dirs}
 
 
 def _model_identity(run: Run) -> tuple:
-    model = run.data["model"]
-    return (model.get("onnx_sha256"), run.data["config"]["model"].get("preprocessing"),
-            run.data["config"]["model"].get("input_size"))
+    config = run.data.config.model
+    return run.data.model.onnx_sha256, config.preprocessing, config.input_size
 
 
 def _label_models(runs: list[Run]) -> None:
@@ -128,17 +150,17 @@ def _label_models(runs: list[Run]) -> None:
     variants: dict[str, list[tuple]] = defaultdict(list)
     for run in runs:
         identity = _model_identity(run)
-        if identity not in variants[run.data["model"]["name"]]:
-            variants[run.data["model"]["name"]].append(identity)
+        if identity not in variants[run.data.model.name]:
+            variants[run.data.model.name].append(identity)
     for run in runs:
-        name = run.data["model"]["name"]
-        if len(variants[name]) == 1:
-            run.model_label = name
+        model = run.data.model
+        if len(variants[model.name]) == 1:
+            run.model_label = model.name
             continue
-        weights = weights_label(run.data["model"].get("weights"))
-        size = run.data["config"]["model"].get("input_size")
-        sha = str(run.data["model"].get("onnx_sha256") or "")[:8]
-        run.model_label = f"{name} [{weights}, {size}px, onnx {sha}]"
+        weights = model.weights.label if model.weights else "?"
+        size = run.data.config.model.input_size
+        sha = str(model.onnx_sha256 or "")[:8]
+        run.model_label = f"{model.name} [{weights}, {size}px, onnx {sha}]"
 
 
 def group_compatible(runs: list[Run]) -> tuple[list[Group], list[str]]:

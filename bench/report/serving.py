@@ -7,37 +7,37 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-import pandas as pd
 
 from bench.measure.workloads.serve.stages import ALL_STAGES
 from bench.report.document import Block, Figure, Heading, Table, Text
 from bench.report.plots import MARKERS, _colours, _png, plt
-from bench.report.serving_tables import (STAGE_NAMES, level_name, levels_table, pipeline_label, serving_table,
-                                         stages_table)
+from bench.report.serving_tables import (STAGE_NAMES, bound_label, level_name, levels_table, pipeline_label,
+                                         serving_table, stages_table)
+from bench.results import Results
 
 STAGE_COLOURS = {"queue": "#bbbbbb", "decode_preprocess": "tab:orange", "inference": "tab:blue", "search": "tab:green",
                  "lookup": "tab:purple"}
 
 
-def latency_vs_load_plot(results: list[dict]) -> bytes:
+def latency_vs_load_plot(results: list[Results]) -> bytes:
     """p50 and p99 against the offered Server QPS, one colour per pipeline; filled markers are VALID tests."""
     labels = [pipeline_label(r) for r in results]
     colour = _colours(labels)
     fig, ax = plt.subplots(figsize=(11, 5))
     bounds = set()
     for r, label, marker in zip(results, labels, MARKERS * 8):
-        s = r["serve"]
-        bounds.add(s.get("latency_bound_ms"))
-        levels = sorted((lv for lv in s["levels"] if lv["scenario"] == "Server"), key=lambda lv: lv["target_qps"])
+        s = r.serve
+        bounds.add(s.latency_bound_ms)
+        levels = sorted((lv for lv in s.levels if lv.scenario == "Server"), key=lambda lv: lv.target_qps or 0.0)
         if not levels:
             continue
-        qps = [lv["target_qps"] for lv in levels]
+        qps = [lv.target_qps for lv in levels]
         for key, style in (("p50", ":"), ("p99", "-")):
-            ax.plot(qps, [lv["latency_ms"].get(key) or np.nan for lv in levels], linestyle=style, color=colour[label],
+            ax.plot(qps, [lv.latency_ms.get(key) or np.nan for lv in levels], linestyle=style, color=colour[label],
                     alpha=0.8, label=f"{label} · {key}")
             for lv in levels:
-                ax.plot(lv["target_qps"], lv["latency_ms"].get(key) or np.nan, marker=marker, color=colour[label],
-                        markerfacecolor=colour[label] if lv["valid"] else "none", linestyle="none")
+                ax.plot(lv.target_qps, lv.latency_ms.get(key) or np.nan, marker=marker, color=colour[label],
+                        markerfacecolor=colour[label] if lv.valid else "none", linestyle="none")
     for bound in sorted(b for b in bounds if b):
         ax.axhline(bound, color="tab:red", linestyle="--", linewidth=1.2, label=f"latency bound {bound:g} ms")
     ax.set_yscale("log")
@@ -49,12 +49,12 @@ def latency_vs_load_plot(results: list[dict]) -> bytes:
     return _png(fig)
 
 
-def stage_chart(results: list[dict]) -> bytes:
+def stage_chart(results: list[Results]) -> bytes:
     """Mean milliseconds per query in each stage, stacked, one bar per pipeline × load level."""
     bars: list[tuple[str, dict]] = []
     for r in results:
-        for level in r["serve"]["levels"]:
-            bars.append((f"{pipeline_label(r)}\n{level_name(level)} ({level['verdict']})", level.get("stages") or {}))
+        for level in r.serve.levels:
+            bars.append((f"{pipeline_label(r)}\n{level_name(level)} ({level.verdict})", level.stages))
     fig, ax = plt.subplots(figsize=(11, 0.45 * len(bars) + 1.5))
     y = np.arange(len(bars))
     left = np.zeros(len(bars))
@@ -72,11 +72,11 @@ def stage_chart(results: list[dict]) -> bytes:
     return _png(fig)
 
 
-def section(results: list[dict]) -> list[Block]:
-    runs = [r for r in results if r.get("serve")]
+def section(results: list[Results]) -> list[Block]:
+    runs = [r for r in results if r.serve]
     if not runs:
         return []
-    bound = runs[0]["serve"].get("latency_bound_ms")
+    bound = runs[0].serve.latency_bound_ms or 0
     blocks: list[Block] = [
         Heading("Serving (MLPerf LoadGen)", 2),
         Text("The query path as one service: LoadGen issues samples (held-out query images); the system under test "
@@ -102,41 +102,25 @@ def section(results: list[dict]) -> list[Block]:
     return blocks
 
 
-def summary_line(table: Optional[pd.DataFrame]) -> Optional[str]:
-    """"The pipeline with the highest QPS at p99 <= bound", read off the serving table; ≈ where its bracket
+def summary_line(results: list[Results]) -> Optional[str]:
+    """"The pipeline with the highest QPS at p99 <= bound", read off the runs' peaks; ≈ where its bracket
     (highest VALID, lowest INVALID probe) overlaps the runner-up's."""
-    if table is None or table.empty:
+    runs = [r for r in results if r.serve is not None and (r.serve.peak is not None or r.serve.server is not None)]
+    if not runs:
         return None
-    column = next((c for c in table.columns if c.startswith("max Server QPS at")), None)
-    if column is None:
-        return None
-    reached = [(float(v), row) for v, (_, row) in zip(table[column], table.iterrows()) if _number(v) is not None]
+    bound = bound_label(runs[0])
+    reached = sorted(((r.serve.peak.qps, r) for r in runs if r.serve.peak and r.serve.peak.reached),
+                     key=lambda pair: -pair[0])
     if not reached:
-        return f"**Serving:** no pipeline reached a VALID Server run ({column[len('max Server QPS at '):]})."
-    reached.sort(key=lambda pair: -pair[0])
+        return f"**Serving:** no pipeline reached a VALID Server run ({bound})."
     (best_qps, best), runner = reached[0], reached[1] if len(reached) > 1 else None
-    who = lambda row: f"{row['model']} · {row['precision']} · {row['index']} · batching {row['batching']}"  # noqa: E731
-    line = (f"**Serving:** the highest QPS at {column[len('max Server QPS at '):]} is **{who(best)}** at "
-            f"{best_qps:.1f} QPS")
+    line = f"**Serving:** the highest QPS at {bound} is **{pipeline_label(best)}** at {best_qps:.1f} QPS"
     if runner is None:
         return line + " (the only pipeline that reached the bound)."
-    runner_qps, runner_row = runner
+    runner_qps, runner_run = runner
     # The runner-up's peak lies below its lowest INVALID probe: above the leader's VALID rate, they may tie.
-    runner_high = _lowest_invalid_above(runner_row, runner_qps) or runner_qps
+    invalid_above = [p.qps for p in runner_run.serve.peak.probes if p.verdict == "INVALID" and p.qps > runner_qps]
+    runner_high = min(invalid_above, default=runner_qps)
     mark = "≈" if runner_high > best_qps or runner_qps == best_qps else "ahead of"
-    return line + f", {mark} {who(runner_row)} at {runner_qps:.1f} QPS" + (
+    return line + f", {mark} {pipeline_label(runner_run)} at {runner_qps:.1f} QPS" + (
         " (their bisection brackets overlap)." if mark == "≈" else ".")
-
-
-def _number(value: object) -> Optional[float]:
-    return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else None
-
-
-def _lowest_invalid_above(row: pd.Series, qps: float) -> Optional[float]:
-    """The lowest INVALID probe above ``qps`` in the row's probes cell, or None."""
-    above = []
-    for probe in str(row.get("peak probes (target QPS, verdict, p99)") or "").split("; "):
-        parts = probe.split()
-        if len(parts) >= 2 and parts[1] == "INVALID" and float(parts[0]) > qps:
-            above.append(float(parts[0]))
-    return min(above) if above else None

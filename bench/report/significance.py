@@ -1,33 +1,19 @@
-"""Intervals and ≈ marks for the tables: reading a figure's interval from results.json, formatting it,
-and saying whether a difference is within the noise (the statistics themselves: bench.measure.statistics).
+"""Intervals and ≈ marks for the tables: formatting a figure's interval (read through its model in
+bench.schema: ``interval(name)``, ``qps_range(threads)``) and saying whether a difference is within the noise
+(the statistics themselves: bench.measure.statistics).
 
-Every reader here tolerates results written before intervals existed (schema 1 without them): a figure
-without an interval gets an empty cell, never a ≈ or a winner it cannot back.
+A figure without an interval (a file written before intervals existed, a single trial) gets an empty cell,
+never a ≈ or a winner it cannot back.
 """
 from __future__ import annotations
 
 import math
 from typing import Any, Optional, Sequence
 
-from bench.measure.statistics import (APPROX, Interval, as_interval, min_samples_for_percentile,
-                                      significantly_different, spread_interval)
+from bench.measure.statistics import APPROX, Interval, min_samples_for_percentile, significantly_different
+from bench.schema.sections import Latency
 
 BEST = "best"
-
-
-def quality_interval(section: dict, name: str) -> Optional[Interval]:
-    """The bootstrap interval stored beside ``section[name]`` (``name_ci95``, or at another confidence)."""
-    for key, value in section.items():
-        if key.startswith(f"{name}_ci") and key[len(name) + 3:].isdigit():
-            return as_interval(value)
-    return None
-
-
-def qps_interval(point: dict, threads: Optional[str] = None) -> Optional[Interval]:
-    """min–max across trials of the point's batch QPS (``threads`` None) or QPS with that many threads."""
-    spread = point.get("spread") or {}
-    entry = spread.get("batch_qps") if threads is None else (spread.get("concurrent_qps") or {}).get(threads)
-    return spread_interval(entry)
 
 
 def fmt_interval(interval: Optional[Interval | Sequence[float]], digits: int = 4) -> str:
@@ -38,12 +24,12 @@ def fmt_interval(interval: Optional[Interval | Sequence[float]], digits: int = 4
     return f"{low:.{digits}g}–{high:.{digits}g}"
 
 
-def percentile_cell(latency: dict, percentile: int) -> Any:
-    """A latency percentile in ms, or ``n<368`` where the samples cannot support it. Results written
-    before issue 12 held a number either way; their ``count`` says whether it was one."""
-    value = latency.get(f"p{percentile}_ms")
-    needed = (latency.get("min_samples") or {}).get(f"p{percentile}") or min_samples_for_percentile(percentile)
-    count = latency.get("count")
+def percentile_cell(latency: Latency, percentile: int) -> Any:
+    """A latency percentile in ms, or ``n<368`` where the samples cannot support it. Files written before
+    percentiles were withheld held a number either way; their ``count`` says whether it was one."""
+    value = latency.percentile(percentile)
+    needed = latency.min_samples.get(f"p{percentile}") or min_samples_for_percentile(percentile)
+    count = latency.count
     if count is not None and count < needed:
         return f"n<{needed}"
     # Four significant digits here: a column mixing numbers and "n<368" is text to tabulate, which would

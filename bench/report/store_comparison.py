@@ -13,14 +13,16 @@ from typing import Iterable
 import pandas as pd
 
 from bench.measure.statistics import APPROX, significantly_different
-from bench.report.comparison_tables import index_setting
-from bench.report.significance import percentile_cell, qps_interval
-from bench.report.tables import _store_label
+from bench.report.cross_run_tables import index_setting
+from bench.report.significance import percentile_cell
+from bench.report.tables import typed
+from bench.results import Results
+from bench.schema.sections import SearchPoint
 from bench.stores.registry import known_capabilities
 
 
-def _kind(result: dict) -> str:
-    return str(result.get("provenance", {}).get("store", {}).get("kind", "?"))
+def _kind(result: Results) -> str:
+    return str(result.provenance.store.kind or "?")
 
 
 def reference_kind(kinds: list[str]) -> str:
@@ -36,29 +38,28 @@ def _ratio(value: float | None, reference: float | None) -> float | None:
     return value / reference if value is not None and reference else None
 
 
-def _noise_mark(point: dict, ref: dict, threads: str | None = None) -> str:
+def _noise_mark(point: SearchPoint, ref: SearchPoint, threads: str | None = None) -> str:
     """"yes" when the two QPS ranges across trials do not overlap, ≈ when they do, "" without ranges."""
-    mine, theirs = qps_interval(point, threads), qps_interval(ref, threads)
+    mine, theirs = point.qps_range(threads), ref.qps_range(threads)
     if mine is None or theirs is None:
         return ""
     return "yes" if significantly_different(mine, theirs) else APPROX
 
 
-def store_comparison_table(results: Iterable[dict]) -> pd.DataFrame:
+def store_comparison_table(results: Iterable[Results | dict]) -> pd.DataFrame:
     """One row per (model, index setting, search point, store) that the reference store also ran."""
-    points: dict[tuple[str, str, str], dict[str, tuple[dict, dict]]] = {}
+    points: dict[tuple[str, str, str], dict[str, tuple[Results, SearchPoint]]] = {}
     kinds: list[str] = []
     k = None
-    for r in results:
-        search = r.get("search")
-        if not search:
+    for r in typed(results):
+        if r.search is None:
             continue
-        k, kind = search["top_k"], _kind(r)
+        k, kind = r.search.top_k, _kind(r)
         if kind not in kinds:
             kinds.append(kind)
         setting = index_setting(r, with_store=False)
-        for point in search["points"]:
-            points.setdefault((r["model"]["name"], setting, point["label"]), {}).setdefault(kind, (r, point))
+        for point in r.search.points:
+            points.setdefault((r.model_name, setting, point.label), {}).setdefault(kind, (r, point))
     if len(kinds) < 2:
         return pd.DataFrame()
     reference = reference_kind(kinds)
@@ -70,19 +71,19 @@ def store_comparison_table(results: Iterable[dict]) -> pd.DataFrame:
         for kind, (run, point) in by_kind.items():
             if kind == reference:
                 continue
-            recall, ref_recall = point.get("recall_at_k"), ref.get("recall_at_k")
-            batch, ref_batch = point.get("batch_qps"), ref.get("batch_qps")
-            one, ref_one = point.get("concurrent_qps", {}).get("1"), ref.get("concurrent_qps", {}).get("1")
+            recall, ref_recall = point.recall_at_k, ref.recall_at_k
+            batch, ref_batch = point.batch_qps, ref.batch_qps
+            one, ref_one = point.qps("1"), ref.qps("1")
             rows.append({
                 "model": model, "index": setting, "search params": label,
-                "store": _store_label(run), "reference": _store_label(ref_run),
+                "store": run.store_label, "reference": ref_run.store_label,
                 f"recall@{k}": recall, f"reference recall@{k}": ref_recall,
                 "recall diff": recall - ref_recall if recall is not None and ref_recall is not None else None,
                 "batch QPS": batch, "reference batch QPS": ref_batch, "batch QPS ratio": _ratio(batch, ref_batch),
                 "batch QPS differs": _noise_mark(point, ref),
                 "QPS@1thr": one, "reference QPS@1thr": ref_one, "QPS@1thr ratio": _ratio(one, ref_one),
                 "QPS@1thr differs": _noise_mark(point, ref, "1"),
-                "p50 ms": percentile_cell(point.get("latency", {}), 50),
-                "reference p50 ms": percentile_cell(ref.get("latency", {}), 50),
+                "p50 ms": percentile_cell(point.latency, 50),
+                "reference p50 ms": percentile_cell(ref.latency, 50),
             })
     return pd.DataFrame(rows)

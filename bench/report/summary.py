@@ -2,10 +2,11 @@
 point at each recall floor, which models agree most, the embedding throughput leader, and the
 warnings that change how to read the rest.
 
-Every statement is read off a table the report shows below it (operating points, agreement, models,
-load, failed runs) and links to that table's section, so the summary can never say what the tables
-do not. Where the data cannot decide (nothing reaches a floor, one model only, a lead inside the
-noise) it says so instead of naming a winner. The console prints the same lines after a multirun.
+Every statement is computed from the runs' results (through bench.schema, with the same functions the
+tables below use: operating points, agreement, models, load, failed runs) and links to the section of
+the table that shows it, so a renamed column cannot change what the summary says. Where the data cannot
+decide (nothing reaches a floor, one model only, a lead inside the noise) it says so instead of naming a
+winner. The console prints the same lines after a multirun.
 """
 from __future__ import annotations
 
@@ -16,13 +17,15 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from bench.measure.statistics import as_interval, significantly_different
-from bench.report.comparison_tables import RECALL_THRESHOLDS
+from bench.measure.statistics import significantly_different
+from bench.report import agreement
+from bench.report.cross_run_tables import RECALL_THRESHOLDS, OperatingPoint, operating_points
 from bench.report.document import (MISSING, Block, Bullets, Document, Heading, Layout, Table, format_cell,
                                    format_number, heading_anchors)
 from bench.report.runset import Group, RunSet
 from bench.report.serving import summary_line as serving_summary_line
-from bench.report.significance import qps_interval, quality_interval
+from bench.schema import Section
+from bench.schema.sections import Embedding, SearchPoint
 from bench.stores.registry import known_capabilities
 
 TITLE = "Summary"
@@ -38,17 +41,17 @@ NOISE_RATIO = 1.25
 FLOORS = Layout(id_columns=(), wrap=True)
 
 
-def interval(values: dict, key: str, sub: str | None = None) -> tuple[float, float] | None:
-    """The interval results.json records for ``values[key]`` (``values[key][sub]`` for a per-thread
-    QPS), or None where none was measured: the min–max across timing trials for a QPS, the bootstrap
-    interval for a quality figure. How they are stored is :mod:`bench.report.significance`'s to know."""
-    if key == "batch_qps":
-        return qps_interval(values)
-    if key == "concurrent_qps":
-        return qps_interval(values, sub)
-    if key.startswith("images_per_s"):  # embedding throughput: the interval of its per-batch median
-        return as_interval(((values.get("spread") or {}).get(key) or {}).get("median_ci95"))
-    return quality_interval(values, key)
+def interval(values: Section, key: str, sub: str | None = None) -> tuple[float, float] | None:
+    """The interval results.json records for figure ``key`` of a search point or an embedding section
+    (``sub``: the thread count of a concurrent QPS), or None where none was measured: the min–max across
+    timing trials for a QPS, the interval of the per-batch median for an embedding rate, the bootstrap
+    interval for a quality figure."""
+    if isinstance(values, SearchPoint) and key in ("batch_qps", "concurrent_qps"):
+        return values.qps_range(sub if key == "concurrent_qps" else None)
+    if isinstance(values, Embedding) and key.startswith("images_per_s"):
+        spread = getattr(values.spread, key, None) if values.spread else None
+        return spread.interval("median") if spread is not None else None
+    return values.interval(key)
 
 
 @dataclass
@@ -105,32 +108,36 @@ def _verdict(best: _Candidate, runner_up: _Candidate | None) -> tuple[bool, str]
     return True, f"leads by {_ratio(ratio)}; one measurement each"
 
 
-def _floor_rows(group: Group, op: pd.DataFrame, search: pd.DataFrame, measure: str, at: str,
-                qps_key: tuple[str, str | None], small_corpus: int | None) -> list[dict]:
-    """One row per recall floor: the operating-points row with the highest ``measure`` (column), at
-    the search point named in column ``at``, and the runner-up among the other model × index pairs.
-    ``qps_key`` says where results.json keeps that QPS, for its interval. On a corpus too small to
-    rank index speed (``small_corpus`` rows), two indexes of the same model are not ranked."""
+def _highest_recall(group: Group) -> str:
+    """The search point with the highest recall, for a floor that nothing reaches."""
+    points = [(p.recall_at_k, f"{run.model_label} · {run.index_setting} · {p.label}")
+              for run in group.runs for p in run.data.search.points if p.recall_at_k is not None]
+    if not points:
+        return "no recall measured"
+    recall, where = max(points, key=lambda rp: rp[0])
+    return f"highest recall@{group.top_k}: {format_cell(recall)} ({where})"
+
+
+def _floor_rows(group: Group, threads: str | None, small_corpus: int | None) -> list[dict]:
+    """One row per recall floor: the model × index whose best point has the highest QPS (batch for ``threads``
+    None, else with that many threads), and the runner-up among the other model × index pairs. On a corpus
+    too small to rank index speed (``small_corpus`` rows), two indexes of the same model are not ranked."""
     k = group.top_k
-    points = {(run.model_label, run.index_setting, p["label"]): p for run in group.runs for p in run.data["search"]["points"]}
-    floor_column = f"min recall@{k}"
+    measure = "best batch QPS" if threads is None else f"best QPS@{threads}thr"
+    by_floor: dict[float, list[OperatingPoint]] = {}
+    for op in operating_points([run.labelled() for run in group.runs], RECALL_THRESHOLDS):
+        by_floor.setdefault(op.floor, []).append(op)
     rows = []
     for floor in RECALL_THRESHOLDS:
-        reached = op[(op[floor_column] == floor) & op[measure].notna()].sort_values(measure, ascending=False)
-        candidates = []
-        for _, row in reached.iterrows():
-            point = points.get((row["model"], row["index"], row[at]), {})
-            candidates.append(_Candidate(f"{row['model']} · {row['index']} · {row[at]}", float(row[measure]),
-                                         point.get("recall_at_k"), interval(point, *qps_key),
-                                         interval(point, "recall_at_k"), row["model"]))
+        reached = sorted((op for op in by_floor.get(floor, []) if op.best(threads).qps is not None),
+                         key=lambda op: -op.best(threads).qps)
+        candidates = [_Candidate(f"{op.model} · {op.index} · {op.best(threads).label}", float(op.best(threads).qps),
+                                 op.best(threads).point.recall_at_k, op.best(threads).point.qps_range(threads),
+                                 op.best(threads).point.interval("recall_at_k"), op.model) for op in reached]
         if not candidates:
-            recall_column = f"recall@{k}"
-            top = search.sort_values(recall_column, ascending=False).head(1) if recall_column in search else search.head(0)
-            highest = (f"highest recall@{k}: {format_cell(top.iloc[0][recall_column])} "
-                       f"({top.iloc[0]['model']} · {top.iloc[0]['index']} · {top.iloc[0]['search params']})"
-                       if len(top) else "no recall measured")
             rows.append({f"min recall@{k}": floor, "fastest": "not reached", f"recall@{k}": None, measure: None,
-                         "next best": MISSING, "verdict": f"nothing reaches it; {highest}", "called": False})
+                         "next best": MISSING, "verdict": f"nothing reaches it; {_highest_recall(group)}",
+                         "called": False})
             continue
         best, runner_up = candidates[0], (candidates[1] if len(candidates) > 1 else None)
         called, verdict = _verdict(best, runner_up)
@@ -160,8 +167,18 @@ def _upper_pairs(matrix: pd.DataFrame) -> list[tuple[str, str, float]]:
             if pd.notna(matrix.loc[a, b])]
 
 
-def _agreement_lines(tables: dict[str, pd.DataFrame], k: int, random: list[str]) -> list[Line]:
-    matrix = tables.get("agreement_exact_overlap")
+def _overlap_matrix(group: Group) -> pd.DataFrame | None:
+    """overlap@K between every two models on the exact top-K (the agreement section's first matrix)."""
+    by_model = group.first_with_topk()
+    if len(by_model) < 2:
+        return None
+    exact = {m: (run.topk()["query_ids"], run.topk()["exact_ids"]) for m, run in by_model.items()}
+    return agreement.agreement_matrices(exact, group.top_k)["overlap"]
+
+
+def _agreement_lines(group: Group, random: list[str]) -> list[Line]:
+    k = group.top_k
+    matrix = _overlap_matrix(group)
     if matrix is None:
         return [Line("**Agreement:** only one model with top-K results, so there is nothing to compare.",
                      f"§{AGREEMENT_SECTION}")]
@@ -189,24 +206,28 @@ def _agreement_lines(tables: dict[str, pd.DataFrame], k: int, random: list[str])
     return [Line(text, "agreement_exact_overlap")]
 
 
-def _throughput_line(models: pd.DataFrame, runs: dict[str, dict]) -> Line:
-    column = "e2e img/s"
-    ranked = models[models[column].notna()].sort_values(column, ascending=False) if column in models else models.head(0)
-    if ranked.empty:
+def _throughput_line(group: Group) -> Line:
+    models = {}  # model label -> its embedding section (the first run of each model, as the models table)
+    for run in group.runs:
+        models.setdefault(run.model_label, run.data.model.embedding)
+    ranked = sorted(((m, e) for m, e in models.items() if e.images_per_s_end_to_end is not None),
+                    key=lambda me: -me[1].images_per_s_end_to_end)
+    if not ranked:
         return Line("**Embedding throughput:** not measured.", "models")
-    first = ranked.iloc[0]
-    rate = f"{format_number(float(first[column]))} images/s end to end ({format_cell(first.get('infer img/s'))} inference alone)"
+    (first, first_emb) = ranked[0]
+    rate = (f"{format_number(first_emb.images_per_s_end_to_end)} images/s end to end "
+            f"({format_cell(first_emb.images_per_s_inference)} inference alone)")
     if len(ranked) == 1:
-        return Line(f"**Embedding throughput:** {first['model']}, {rate}; the only model, so nothing is compared.", "models")
-    second = ranked.iloc[1]
-    best, other = (_Candidate(row["model"], float(row[column]), None,
-                              interval(runs.get(row["model"], {}), "images_per_s_end_to_end"), None)
-                   for row in (first, second))
+        return Line(f"**Embedding throughput:** {first}, {rate}; the only model, so nothing is compared.", "models")
+    second, second_emb = ranked[1]
+    best, other = (_Candidate(name, float(emb.images_per_s_end_to_end), None,
+                              interval(emb, "images_per_s_end_to_end"), None)
+                   for name, emb in ((first, first_emb), (second, second_emb)))
     called, why = _verdict(best, other)
     if not called:
-        return Line(f"**Embedding throughput:** no clear leader: {first['model']} {rate}, {second['model']} "
+        return Line(f"**Embedding throughput:** no clear leader: {first} {rate}, {second} "
                     f"{format_number(other.qps)} images/s; {why}.", "models")
-    return Line(f"**Embedding throughput:** **{first['model']}** is fastest, {rate}, against {second['model']}'s "
+    return Line(f"**Embedding throughput:** **{first}** is fastest, {rate}, against {second}'s "
                 f"{format_number(other.qps)}: {why}.", "models")
 
 
@@ -234,53 +255,44 @@ def _qps1_line(rows_batch: list[dict], rows_one: list[dict], k: int) -> Line | N
     return Line("**One query per call** (QPS@1thr) ranks differently. " + " ".join(sentences), "operating_points")
 
 
-def _random_models(tables: dict[str, pd.DataFrame]) -> list[str]:
-    models = tables.get("models")
-    if models is None or "weights" not in models:
-        return []
-    return models.loc[models["weights"].astype(str).str.startswith("random"), "model"].tolist()
+def _random_models(group: Group) -> list[str]:
+    return list(dict.fromkeys(run.model_label for run in group.runs
+                              if run.data.model.weights and run.data.model.weights.kind == "random"))
 
 
-def _too_small(tables: dict[str, pd.DataFrame]) -> int | None:
+def _too_small(group: Group) -> int | None:
     """The corpus size where it is too small to rank index types by speed, else None."""
-    load = tables.get("load")
-    if load is None or "rows" not in load or not load["rows"].notna().any():
-        return None
-    rows = int(load["rows"].max())
-    return rows if rows < SMALL_CORPUS_ROWS else None
+    rows = [run.data.index.load.rows for run in group.runs if run.data.index and run.data.index.load.rows is not None]
+    return max(rows) if rows and max(rows) < SMALL_CORPUS_ROWS else None
 
 
-def _warnings(tables: dict[str, pd.DataFrame]) -> list[Line]:
+def _warnings(group: Group) -> list[Line]:
     warnings = []
-    load = tables.get("load")
-    if random := _random_models(tables):
+    if random := _random_models(group):
         warnings.append(Line(f"**Random weights** ({', '.join(random)}): precision, mAP and agreement between "
-                                 "models say nothing about the architectures; speed and recall figures stand.",
-                                 "quality" if "quality" in tables else "models"))
-    if load is not None and "rows" in load and load["rows"].notna().any():
-        if rows := _too_small(tables):
-            warnings.append(Line(f"**Corpus too small to rank index speed:** {rows:,} vectors. Exact search over so "
-                                 "few costs about what an index does, so QPS and latency differences between index "
-                                 f"types measure per-call overhead; rank indexes on {SMALL_CORPUS_ROWS:,}+ vectors "
-                                 "(dataset=coco).", "load"))
-        warnings += _store_warnings(load)
-    return warnings
+                             "models say nothing about the architectures; speed and recall figures stand.", "quality"))
+    if rows := _too_small(group):
+        warnings.append(Line(f"**Corpus too small to rank index speed:** {rows:,} vectors. Exact search over so "
+                             "few costs about what an index does, so QPS and latency differences between index "
+                             f"types measure per-call overhead; rank indexes on {SMALL_CORPUS_ROWS:,}+ vectors "
+                             "(dataset=coco).", "load"))
+    return warnings + _store_warnings(group)
 
 
-def _store_warnings(load: pd.DataFrame) -> list[Line]:
-    """What each store kind in the load table says about its own figures (its capabilities): an index it
-    did not build for too few rows, and how its timings must be read."""
-    # The table's store label is "<kind> <version>".
-    kinds = (load["store"].astype(str).str.split(" ").str[0] if "store" in load
-             else pd.Series("", index=load.index))
+def _store_warnings(group: Group) -> list[Line]:
+    """What each store kind in the runs says about its own figures (its capabilities): an index it did not
+    build for too few rows, and how its timings must be read."""
+    indexed = [run for run in group.runs if run.data.index is not None and run.data.index.load.rows is not None]
     warnings = []
-    for kind in dict.fromkeys(kinds):
+    for kind in dict.fromkeys(str(run.data.provenance.store.kind) for run in indexed):
         caps = known_capabilities(kind)
         if caps is None:
             continue
-        unindexed = load[(kinds == kind) & (load["rows"] < caps.min_rows_to_index)]
-        if len(unindexed):
-            which = ", ".join(f"{r['model']} · {r['index']} ({int(r['rows'])} rows)" for _, r in unindexed.iterrows())
+        unindexed = [run for run in indexed if run.data.provenance.store.kind == kind
+                     and run.data.index.load.rows < caps.min_rows_to_index]
+        if unindexed:
+            which = ", ".join(f"{run.model_label} · {run.data.index.type} ({run.data.index.load.rows} rows)"
+                              for run in unindexed)
             warnings.append(Line(f"**No index built:** {kind} builds no index under {caps.min_rows_to_index:,} rows "
                                  f"and searches by brute force whatever the index type says: {which}.", "load"))
         if caps.caveat:
@@ -288,67 +300,61 @@ def _store_warnings(load: pd.DataFrame) -> list[Line]:
     return warnings
 
 
-def _group_summary(group: Group, tables: dict[str, pd.DataFrame]) -> Summary:
+def _group_summary(group: Group) -> Summary:
     k = group.top_k
     summary = Summary(floors_table="operating_points")
-    op, search = tables.get("operating_points"), tables.get("search", pd.DataFrame())
-    if op is None or op.empty:
+    if not any(run.data.search.points for run in group.runs):
         summary.lines.append(Line("**Recall floors:** no search point was measured, so nothing is ranked."))
     else:
-        small = _too_small(tables)
-        batch = _floor_rows(group, op, search, "best batch QPS", "batch: search params", ("batch_qps", None), small)
-        one = (_floor_rows(group, op, search, "best QPS@1thr", "1thr: search params", ("concurrent_qps", "1"), small)
-               if "best QPS@1thr" in op else [])
+        small = _too_small(group)
+        batch = _floor_rows(group, None, small)
+        one = _floor_rows(group, "1", small)
         summary.floors = _floors_table(batch)
-        batch_size = group.runs[0].data["config"].get("search", {}).get("query_batch_size", "?")
+        batch_size = group.runs[0].data.config.search.query_batch_size or "?"
         summary.floors_caption = (f"The fastest model × index × search point reaching each recall@{k} floor, by batch "
                                   f"QPS ({batch_size} queries per call), and the next best model × index.")
         if small:
             summary.floors_caption += " The corpus is too small to rank index types by speed (see above)."
-        if one and (line := _qps1_line(batch, one, k)):
+        if line := _qps1_line(batch, one, k):
             summary.lines.append(line)
-    summary.lines += _agreement_lines(tables, k, _random_models(tables))
-    if "models" in tables:
-        runs = {run.model_label: run.data["model"].get("embedding", {}) for run in group.runs}
-        summary.lines.append(_throughput_line(tables["models"], runs))
-    summary.warnings = _warnings(tables)
+    summary.lines += _agreement_lines(group, _random_models(group))
+    summary.lines.append(_throughput_line(group))
+    summary.warnings = _warnings(group)
     return summary
 
 
 def summarize(doc: Document, runset: RunSet) -> Summary:
-    """The summary of ``runset`` read from ``doc``'s tables (build.py names a group's tables with
-    the prefix ``group<N>_`` when runs fall into several groups); with workload=serve runs, the pipeline
-    with the highest QPS at the latency bound, read off the Serving table."""
-    summary = _summarize_groups(doc, runset)
-    if line := serving_summary_line(next((b.df for b in doc.blocks if isinstance(b, Table) and b.name == "serving"),
-                                         None)):
+    """The summary of ``runset``; ``doc`` is the report it goes into (its tables are linked, never read;
+    build.py names a group's tables with the prefix ``group<N>_`` when runs fall into several groups). With
+    workload=serve runs, the pipeline with the highest QPS at the latency bound."""
+    summary = _summarize_groups(runset)
+    if line := serving_summary_line([run.labelled() for run in runset.ok]):
         summary.lines.append(Line(line, "serving"))
     return summary
 
 
-def _summarize_groups(doc: Document, runset: RunSet) -> Summary:
-    tables = {b.name: b.df for b in doc.blocks if isinstance(b, Table)}
+def _summarize_groups(runset: RunSet) -> Summary:
     warnings = []
-    if "failed_runs" in tables:
-        names = ", ".join(tables["failed_runs"]["run"].astype(str))
-        warnings.append(Line(f"**{len(tables['failed_runs'])} run(s) failed** and are left out of every table: "
+    if runset.not_ok:
+        names = ", ".join(runset.name(run) for run in runset.not_ok)
+        warnings.append(Line(f"**{len(runset.not_ok)} run(s) failed** and are left out of every table: "
                              f"{names}.", "failed_runs"))
     if runset.unreadable:
         warnings.append(Line(f"**{len(runset.unreadable)} results.json file(s) unreadable** and left out.", None))
     if not runset.groups:
         return Summary(lines=[Line("No run finished, so there is nothing to rank.")], warnings=warnings)
     if len(runset.groups) == 1:
-        summary = _group_summary(runset.groups[0], tables)
+        summary = _group_summary(runset.groups[0])
         summary.warnings = warnings + summary.warnings
         return summary
-    warnings.append(Line(f"**Runs fall into {len(runset.groups)} groups** that differ in {', '.join(runset.differing)}; "
+    warnings.append(Line(f"**Runs fall into {len(runset.groups)} groups** that differ in "
+                         f"{', '.join(runset.differing)}; "
                          "their figures are compared only within a group.", "groups"))
     merged = Summary(warnings=warnings, floors_table="group1_operating_points")
     frames, group_warnings = [], []
     for number, group in enumerate(runset.groups, start=1):
         prefix = f"group{number}_"
-        own = {name[len(prefix):]: df for name, df in tables.items() if name.startswith(prefix)}
-        part = _group_summary(group, own)
+        part = _group_summary(group)
         if not part.floors.empty:
             # Groups may differ in top_k: one column per figure, with K beside it.
             floors = part.floors.rename(columns=lambda c: re.sub(r"@\d+$", "@K", c))
@@ -356,11 +362,13 @@ def _summarize_groups(doc: Document, runset: RunSet) -> Summary:
             floors.insert(1, "K", group.top_k)
             frames.append(floors)
         merged.floors_caption = re.sub(r"@\d+ ", "@K ", part.floors_caption) or merged.floors_caption
-        merged.lines += [Line(f"Group {number}: {line.text}", line.table and prefix + line.table) for line in part.lines]
+        merged.lines += [Line(f"Group {number}: {line.text}", line.table and prefix + line.table)
+                         for line in part.lines]
         group_warnings.append((number, prefix, part.warnings))
     # A caveat that holds in every group is said once.
     everywhere = set.intersection(*({w.text for w in found} for _, _, found in group_warnings))
-    merged.warnings += [Line(w.text, w.table and "group1_" + w.table) for w in group_warnings[0][2] if w.text in everywhere]
+    merged.warnings += [Line(w.text, w.table and "group1_" + w.table) for w in group_warnings[0][2]
+                        if w.text in everywhere]
     merged.warnings += [Line(f"Group {number}: {w.text}", w.table and prefix + w.table)
                         for number, prefix, found in group_warnings for w in found if w.text not in everywhere]
     merged.floors = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -13,63 +13,56 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from bench.cpu import recorded_class
 from bench.report.document import Block, Figure, Heading, Table, Text
 from bench.report.plots import MARKERS, _colours, _png
 from bench.report.runset import Group, Run
-from bench.results import dig as _get
+from bench.schema.sections import Variant
 
 
 def variant_runs(group: Group) -> dict[str, Run]:
     """One run per variant model (its exact-search fidelity is the same in every index run)."""
     chosen: dict[str, Run] = {}
     for run in group.runs:
-        if run.data.get("fidelity") and run.model_label not in chosen:
+        if run.data.fidelity and run.model_label not in chosen:
             chosen[run.model_label] = run
     return chosen
 
 
 def _reference_runs(group: Group, variants: dict[str, Run]) -> dict[str, Run]:
     """The FP32 parents' own runs in this group, by the parent's ONNX hash."""
-    wanted = {_get(run.data, "fidelity", "reference", "onnx_sha256") for run in variants.values()}
+    wanted = {run.data.fidelity.reference.onnx_sha256 for run in variants.values()}
     chosen: dict[str, Run] = {}
     for run in group.runs:
-        sha = run.data["model"].get("onnx_sha256")
-        if sha in wanted and not run.data.get("fidelity") and sha not in chosen:
+        sha = run.data.model.onnx_sha256
+        if sha in wanted and not run.data.fidelity and sha not in chosen:
             chosen[sha] = run
     return chosen
 
 
-def _runtime(run: Run) -> dict:
-    embedding = run.data["model"].get("embedding") or {}
-    return {"provider": str(embedding.get("execution_provider", "?")).replace("ExecutionProvider", ""),
-            "threads": embedding.get("threads_in_use", embedding.get("intra_op_threads"))}
-
-
 def _common(run: Run, k: int) -> dict:
-    model, embedding = run.data["model"], run.data["model"].get("embedding") or {}
-    return {"model": run.model_label, "precision": model.get("precision", "fp32"), **_runtime(run),
-            "cpu class": recorded_class(run.data), "quant": quant_label(model.get("variant")),
-            "e2e img/s": embedding.get("images_per_s_end_to_end"),
-            "infer img/s": embedding.get("images_per_s_inference"),
-            "ONNX MB": (model.get("onnx_bytes") or 0) / 1e6,
-            f"precision@{k}": _get(run.data, "exact", "precision_at_k"),
-            f"mAP@{k}": _get(run.data, "exact", "map_at_k")}
+    model, exact = run.data.model, run.data.exact
+    embedding = model.embedding
+    return {"model": run.model_label, "precision": model.precision,
+            "provider": str(embedding.execution_provider or "?").replace("ExecutionProvider", ""),
+            "threads": embedding.threads_in_use, "cpu class": run.data.cpu_class, "quant": quant_label(model.variant),
+            "e2e img/s": embedding.images_per_s_end_to_end, "infer img/s": embedding.images_per_s_inference,
+            "ONNX MB": (model.onnx_bytes or 0) / 1e6,
+            f"precision@{k}": exact.precision_at_k if exact else None, f"mAP@{k}": exact.map_at_k if exact else None}
 
 
-def quant_label(variant: Optional[dict]) -> str:
+def quant_label(variant: Optional[Variant]) -> str:
     """A variant's quantization settings in one cell, e.g. "QDQ per-channel U8S8 MinMax reduce_range=on (auto)"."""
-    settings = (variant or {}).get("settings") or {}
-    if not str(settings.get("precision", "")).startswith("int8"):
+    settings = variant.settings if variant else None
+    if settings is None or not str(settings.precision or "").startswith("int8"):
         return "—"
     short = {"QUInt8": "U8", "QInt8": "S8"}
-    parts = [settings.get("quant_format", "dynamic"), "per-channel" if settings.get("per_channel") else "per-tensor",
-             short.get(settings.get("activation_type", "QUInt8"), "?") + short.get(settings.get("weight_type"), "?")]
-    if settings.get("calibrate_method"):
-        parts.append(settings["calibrate_method"])
-    if "reduce_range" in settings:  # variants made before the setting existed did not reduce the range
-        parts.append(f"reduce_range={'on' if settings['reduce_range'] else 'off'} "
-                     f"({settings.get('reduce_range_setting', 'auto')})")
+    parts = [settings.quant_format or "dynamic", "per-channel" if settings.per_channel else "per-tensor",
+             short.get(settings.activation_type or "QUInt8", "?") + short.get(settings.weight_type, "?")]
+    if settings.calibrate_method:
+        parts.append(settings.calibrate_method)
+    if settings.reduce_range is not None:  # variants made before the setting existed did not reduce the range
+        parts.append(f"reduce_range={'on' if settings.reduce_range else 'off'} "
+                     f"({settings.reduce_range_setting or 'auto'})")
     else:
         parts.append("reduce_range=off (not recorded)")
     return " ".join(parts)
@@ -86,19 +79,18 @@ def variants_table(group: Group) -> pd.DataFrame:
                      "cosine min": 1.0, "cosine p1": 1.0, "cosine p50": 1.0, f"overlap@{k}": 1.0, "RBO": 1.0,
                      "_parent": sha, "_order": 0})
     for label, run in variants.items():
-        fid = run.data["fidelity"]
+        fid = run.data.fidelity
+        shift, speed, quality = fid.distances.topk, fid.speed.images_per_s_inference, fid.quality
+        variant = run.data.model.variant
         rows.append({
-            **_common(run, k), "reference": _get(fid, "reference", "model"),
-            "infer speed ×": _get(fid, "speed", "images_per_s_inference", "ratio"),
-            "size ×": _get(fid, "size", "ratio"), "make s": _get(run.data, "model", "variant", "seconds"),
-            "cosine min": _get(fid, "cosine", "min"), "cosine p1": _get(fid, "cosine", "p1"),
-            "cosine p50": _get(fid, "cosine", "p50"), f"overlap@{k}": _get(fid, "exact", "overlap_at_k"),
-            "RBO": _get(fid, "exact", "rbo"),
-            f"Δprecision@{k}": _get(fid, "quality", "precision_at_k", "change"),
-            f"ΔmAP@{k}": _get(fid, "quality", "map_at_k", "change"),
-            "KS top-K": _get(fid, "distances", "topk", "ks_statistic"),
-            "Wasserstein top-K": _get(fid, "distances", "topk", "wasserstein"),
-            "_parent": _get(fid, "reference", "onnx_sha256"), "_order": 1})
+            **_common(run, k), "reference": fid.reference.model, "infer speed ×": speed.ratio if speed else None,
+            "size ×": fid.size.ratio, "make s": variant.seconds if variant else None,
+            "cosine min": fid.cosine.min, "cosine p1": fid.cosine.p1, "cosine p50": fid.cosine.p50,
+            f"overlap@{k}": fid.exact.overlap_at_k, "RBO": fid.exact.rbo,
+            f"Δprecision@{k}": quality.precision_at_k.change if quality.precision_at_k else None,
+            f"ΔmAP@{k}": quality.map_at_k.change if quality.map_at_k else None,
+            "KS top-K": shift.ks_statistic if shift else None, "Wasserstein top-K": shift.wasserstein if shift else None,
+            "_parent": fid.reference.onnx_sha256, "_order": 1})
     if not rows:
         return pd.DataFrame()
     df = pd.DataFrame(rows)
@@ -112,14 +104,14 @@ def served_table(group: Group) -> pd.DataFrame:
     k = group.top_k
     rows = []
     for run in group.runs:
-        fid = run.data.get("fidelity")
-        if not fid:
+        fid = run.data.fidelity
+        if fid is None:
             continue
-        own = {f"{run.index_type} {p['label']}": p.get("recall_at_k") for p in run.data["search"]["points"]}
-        for point in fid.get("points", []):
-            rows.append({"model": run.model_label, "index": run.index_setting, "results at": point["label"],
-                         f"recall@{k} vs own exact": own.get(point["label"]),
-                         f"recall@{k} vs FP32 exact": point.get("recall_at_k")})
+        own = {f"{run.index_type} {p.label}": p.recall_at_k for p in run.data.search.points}
+        for point in fid.points:
+            rows.append({"model": run.model_label, "index": run.index_setting, "results at": point.label,
+                         f"recall@{k} vs own exact": own.get(point.label),
+                         f"recall@{k} vs FP32 exact": point.recall_at_k})
     return pd.DataFrame(rows)
 
 
@@ -177,11 +169,11 @@ def section(group: Group, prefix: str, level: int) -> list[Block]:
              f"top-{k} (the second table gives it for the results each index served). **Δ**: variant minus FP32. **KS**, **Wasserstein**: shift of the top-{k} distance "
              "distribution."),
     ]
-    warnings = {label: run.data["fidelity"]["warning"] for label, run in variant_runs(group).items()
-                if run.data["fidelity"].get("warning")}
+    warnings = {label: run.data.fidelity.warning for label, run in variant_runs(group).items()
+                if run.data.fidelity.warning}
     for label, warning in warnings.items():
         blocks.append(Text(f"**{label}**: {warning}.", "warning"))
-    if len({recorded_class(run.data) for run in group.runs}) > 1:
+    if len({run.data.cpu_class for run in group.runs}) > 1:
         blocks.append(Text("These runs come from more than one CPU class: INT8 fidelity and speed depend on it "
                            "(VNNI or not), so compare INT8 rows only within one class.", "note"))
     if not (table["reference"] == "—").any():

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from bench.report.comparison_tables import index_setting
+from bench.report.cross_run_tables import index_setting
 from bench.report.document import Block, Figure, Heading, Table, Text
 from bench.report.plots import MARKERS, _colours, _png, plt
-from bench.report.tables import _store_label
+from bench.results import Results
 from bench.report.workload_tables import (filtered_operating_points, filtered_table, streaming_summary_table,
                                           streaming_windows_table)
 
@@ -44,19 +44,19 @@ def filtered_plot(table: pd.DataFrame, k: int) -> bytes:
     return _png(fig)
 
 
-def streaming_plot(results: list[dict]) -> bytes:
+def streaming_plot(results: list[Results]) -> bytes:
     """Search latency over time, one panel per run, with the insert window shaded."""
-    runs = [r for r in results if r.get("streaming")]
+    runs = [r for r in results if r.streaming]
     fig, axes = plt.subplots(len(runs), 1, figsize=(11, 3.2 * len(runs)), squeeze=False)
     for ax, r in zip(axes[:, 0], runs):
-        s = r["streaming"]
-        t, ms = np.asarray(s["timeline"]["t_s"]), np.asarray(s["timeline"]["latency_ms"])
-        start, end = s["timeline"]["insert_start_s"], s["timeline"]["insert_end_s"]
+        s = r.streaming
+        t, ms = np.asarray(s.timeline.t_s), np.asarray(s.timeline.latency_ms)
+        start, end = s.timeline.insert_start_s, s.timeline.insert_end_s
         if start is not None and end is not None:
-            ins = s["insert"]
+            ins = s.insert
             ax.axvspan(start, end, color="tab:orange", alpha=0.2,
-                       label=f"inserting {ins['rows_inserted']} rows ({ins['rows_reached_per_s'] or 0:.0f} of "
-                             f"{ins['rows_asked_per_s']:g} rows/s asked)")
+                       label=f"inserting {ins.rows_inserted} rows ({ins.rows_reached_per_s or 0:.0f} of "
+                             f"{ins.rows_asked_per_s or 0:g} rows/s asked)")
         ax.plot(t, ms, ".", markersize=3, color="tab:blue", alpha=0.6, label="one search (nq=1)")
         if t.size >= 5:
             window = max(5, t.size // 40)
@@ -66,7 +66,7 @@ def streaming_plot(results: list[dict]) -> bytes:
         ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_ylabel("latency (ms, log)")
-        ax.set_title(f"{r['model']['name']} · {index_setting(r)} · {_store_label(r)} · {s['search_point']}",
+        ax.set_title(f"{r.model_name} · {index_setting(r)} · {r.store_label} · {s.search_point}",
                      fontsize=9)
         ax.legend(loc="upper right", fontsize=7)
         ax.grid(alpha=0.3)
@@ -78,15 +78,15 @@ def streaming_plot(results: list[dict]) -> bytes:
 
 # -- the report section --------------------------------------------------------------------------
 
-def section(results: list[dict]) -> list[Block]:
+def section(results: list[Results]) -> list[Block]:
     """The Workloads section over every run that has one; empty when no run has."""
-    filtered_runs = [r for r in results if r.get("filtered")]
-    streaming_runs = [r for r in results if r.get("streaming")]
+    filtered_runs = [r for r in results if r.filtered]
+    streaming_runs = [r for r in results if r.streaming]
     if not filtered_runs and not streaming_runs:
         return []
     blocks: list[Block] = [Heading("Workloads", 2)]
     if filtered_runs:
-        k = filtered_runs[0]["filtered"]["top_k"]
+        k = filtered_runs[0].filtered.top_k
         table = filtered_table(filtered_runs)
         blocks += [
             Heading("Filtered search by selectivity", 3),

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from bench.errors import BenchError
+from bench.measure.evaluate import METRICS  # the metrics exact search computes: the ones a store is asked for
 from bench.stores import registry
-
-METRICS = ("IP", "L2", "COSINE")
 
 
 @dataclass(frozen=True)

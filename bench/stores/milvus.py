@@ -1,6 +1,6 @@
 """Milvus, embedded (milvus-lite) or a server, through pymilvus's MilvusClient.
 
-The traps this class guards against (measured, see env-facts):
+The traps this class guards against (each measured on milvus-lite 3.2.2 and Milvus 2.3.5):
 - milvus-lite drops build params passed flat; they are nested under "params" and read back
   with describe_index, and a mismatch is an error.
 - a failed create_index leaves a phantom index that breaks load; it is dropped on failure.

@@ -19,7 +19,7 @@ STORES: dict[str, str] = {
     "faiss": "bench.stores.faiss_store:FaissStore",
 }
 
-# conf/config.yaml's store: the report labels runs on any other kind with it (bench.report.comparison_tables).
+# conf/config.yaml's store: the report labels runs on any other kind with it (bench.report.cross_run_tables).
 DEFAULT_KIND = "milvus_lite"
 
 

@@ -3,7 +3,7 @@
     python -m bench.compare BASELINE CURRENT [--gate NAME|PATH] [--set KEY=VALUE] [--only KIND] [--out DIR]
     python -m bench.compare --against REV [--pairs N] [--current-override KEY=VALUE] [--out DIR]
 
-The comparison itself is :mod:`bench.gate.compare`; ``--against`` runs both sides through
+The comparison itself is :mod:`bench.gate.comparison`; ``--against`` runs both sides through
 :mod:`bench.gate.revisions`. This command line sits above both, so neither imports the other back.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from bench.errors import BenchError
-from bench.gate.compare import ONLY_CHOICES, compare_paths
+from bench.gate.comparison import ONLY_CHOICES, compare_paths
 from bench.gate.config import load_gate_config
 from bench.gate.revisions import compare_against
 
