@@ -132,6 +132,10 @@ class SearchConfig:
     latency_min_samples: Optional[int] = None
     # ...but spends at most this long per point on it (all trials together); fewer samples leave p99 unreported.
     latency_max_s: float = 3.0
+    # Who issues the concurrent searches (bench.measure.clients): 1 = threads of this process, which share its
+    # GIL; N > 1 = N client processes (Ray actors when runtime.engine=ray), each level's closed loops spread
+    # over min(level, N) of them. Needs a store other processes can reach (not an embedded one).
+    clients: int = 1
 
 
 @dataclass
@@ -203,6 +207,19 @@ class ServeConfig:
 
 
 @dataclass
+class RayConfig:
+    """runtime.engine=ray (bench.models.engines.ray_data): where Ray runs and how many model actors it gets."""
+    # null: start a local Ray for the run (stopped at its end); "auto": the cluster this machine belongs to;
+    # "ray://host:10001": a remote cluster through Ray Client. Image paths must be readable on every worker.
+    address: Optional[str] = None
+    actors: int = 2  # model actors, each with its own onnxruntime session
+    cpus_per_actor: int = 1  # Ray's CPU reservation per actor, and its session's intra_op_num_threads
+    # Ray Client only: the driver's bench package is shipped to the workers (runtime_env py_modules) when
+    # true; false when every node already has the same bench installed (a container image).
+    ship_code: bool = True
+
+
+@dataclass
 class RuntimeConfig:
     """How onnxruntime runs the model (bench.models.runtime): provider, threads, graph optimisation."""
     name: str = "cpu"
@@ -210,6 +227,10 @@ class RuntimeConfig:
     provider_options: dict[str, Any] = field(default_factory=dict)  # e.g. {device_id: 0}
     intra_op_threads: int = 0  # 0: onnxruntime's default (one per physical core)
     graph_optimization: str = "all"  # disable | basic | extended | all
+    # Which engine embeds the images (bench.models.engines): local (this process) | ray (Ray Data actors).
+    # Not part of the embedding cache key: both fill the same shards, so either resumes the other's run.
+    engine: str = "local"
+    ray: RayConfig = field(default_factory=RayConfig)
 
 
 @dataclass

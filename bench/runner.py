@@ -18,6 +18,7 @@ from bench.config import Config
 from bench.data.dataset import load_dataset, split_queries
 from bench.errors import BenchError
 from bench.measure import evaluate, fidelity
+from bench.measure.clients import ClientPool, search_clients
 from bench.measure.clock import StageClock
 from bench.measure.quality import CategoryQuality
 from bench.measure.search import interleaved_trials, search_topk
@@ -25,6 +26,7 @@ from bench.measure.workloads.base import AFTER_SWEEP, BEFORE_SWEEP, Workload
 from bench.measure.workloads.registry import open_workload
 from bench.models.convert import ConvertedModel
 from bench.models.embed import Embeddings, embed_images
+from bench.models.engines import engine_provenance
 from bench.models.runtime import describe_runtime
 from bench.models.variants import ensure_model
 from bench.report.tables import load_table, model_table, search_table, to_markdown, write_tables
@@ -117,6 +119,7 @@ def convert_and_embed(cfg: Config, result: RunResult, clock: StageClock, workloa
         emb = embed_images(model, dataset.images, cfg.model, Path(cfg.embeddings_dir), cfg.runtime)
     result.data["provenance"]["weights"] = model.weights
     result.data["provenance"]["runtime"] = describe_runtime(cfg.runtime)
+    result.data["provenance"]["engine"] = engine_provenance(cfg.runtime, emb.stats)
     result.set("model", {"name": model.name, "source": cfg.model.source, "embedding_dim": model.embedding_dim,
                          "onnx_path": model.onnx_path, "onnx_sha256": model.onnx_sha256,
                          "onnx_bytes": (model.variant or model.conversion).get("onnx_bytes"), "weights": model.weights,
@@ -165,8 +168,8 @@ def _store_stages(cfg: Config, result: RunResult, clock: StageClock, embedded: E
                              corpus=embedded.corpus, queries=embedded.queries, categories=embedded.categories,
                              exact=exact, quality=quality, store=store, metadata=metadata)
         _run_workload(workload, context, BEFORE_SWEEP)
-        with clock("search"):
-            found = _sweep(context)
+        with clock("search"), search_clients(cfg, spec, embedded.queries.vectors) as clients:
+            found = _sweep(context, clients)
         _run_workload(workload, context, AFTER_SWEEP)
         return found
     finally:
@@ -216,7 +219,7 @@ def _drop_scratch(store: VectorStore) -> None:
         log.warning("could not drop the scratch collection: %s", err)
 
 
-def _sweep(context: RunContext) -> list[SearchHits]:
+def _sweep(context: RunContext, clients: Optional[ClientPool] = None) -> list[SearchHits]:
     """The index is built once; every point is searched once for its results, then all points are timed in
     interleaved trials. The points go into results.json as they are measured; returns each point's top-K."""
     cfg, queries = context.cfg, context.queries.vectors
@@ -229,7 +232,7 @@ def _sweep(context: RunContext) -> list[SearchHits]:
                                   **context.quality(found[-1].hits.ids, context.exact.ids)})
         context.publish("search", section)
     timings = interleaved_trials(context.store, context.metadata, queries, found, labels, cfg.search,
-                                 cfg.stats.confidence)
+                                 cfg.stats.confidence, clients)
     for point, timing in zip(section["points"], timings):
         point.update(timing)
     context.publish("search", section)

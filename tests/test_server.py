@@ -424,3 +424,44 @@ def test_streaming_workload_on_the_server_with_redis(workspace, tmp_path, cli_us
     fresh = section["freshness"]
     assert fresh["probes"] > 0 and fresh["seen"] + fresh["not_seen_within_timeout"] == fresh["probes"]
     assert result["search"]["points"]  # the plain sweep ran over the whole corpus afterwards
+
+
+# -- search load from client processes (search.clients) ----------------------------------------
+@pytest.fixture(scope="module")
+def client_collection(milvus):
+    """A FLAT-indexed, loaded collection that client processes attach to."""
+    store = open_store(server_cfg())
+    fill(store, CORPUS, "bench_test_clients")
+    store.build_index("FLAT", {})
+    store.load()
+    yield store
+    store.drop()
+    store.close()
+
+
+@server
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_client_processes_search_the_collection_and_pool_their_samples(client_collection, engine):
+    """Two client processes (spawned, or Ray actors for engine=ray) drive levels 1, 2 and 4."""
+    from types import SimpleNamespace
+
+    from bench.config import RuntimeConfig, SearchConfig
+    from bench.measure.clients import search_clients
+
+    ray = pytest.importorskip("ray") if engine == "ray" else None
+    if ray is not None:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    cfg = SimpleNamespace(search=SearchConfig(clients=2, top_k=10), store=server_cfg(),
+                          runtime=RuntimeConfig(engine=engine))
+    try:
+        with search_clients(cfg, client_collection._require_spec(), QUERIES) as pool:
+            assert pool.kind == ("ray actors" if ray else "processes")
+            levels = {n: pool.run_level({}, n, 1.0) for n in (1, 2, 4)}
+    finally:
+        if ray is not None:
+            ray.shutdown()
+    for n, level in levels.items():
+        assert level["processes"] == min(n, 2) and level["loops"] == n
+        assert level["qps"] == len(level["latency_s"]) / 1.0 > 0
+        assert 0 < min(level["latency_s"]) and max(level["latency_s"]) < 1.0
+        assert isinstance(level["client_bound"], bool) and level["client_cpu_max"] > 0

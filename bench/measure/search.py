@@ -12,7 +12,9 @@ machine hits every point alike instead of favouring the points measured in a qui
   - serial nq=1 calls the way an application queries, search then image paths (the trials share one pass
     over the queries): end-to-end latency and the path lookup alone, so each metadata backend's cost shows;
   - batched calls (search.query_batch_size queries each): batch QPS;
-  - nq=1 calls from several client threads: QPS at each concurrency level.
+  - nq=1 calls from several client threads, or from client processes (search.clients, bench.measure.clients):
+    QPS at each concurrency level; with processes also the latency percentiles pooled over every client and
+    whether the clients' CPU was saturated ("client-bound").
 - :func:`summarize_trials`: latency percentiles over the pooled samples (with their sample counts and
   intervals), and the median and min–max across trials of QPS and of each trial's percentiles.
 """
@@ -22,17 +24,20 @@ import math
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 from tqdm import tqdm
 
 from bench.config import SearchConfig
+from bench.measure.clients import ClientPool
 from bench.measure.clock import Stopwatch, timed
 from bench.measure.statistics import min_samples_for_percentile, trial_spread
 from bench.measure.timing import PERCENTILES, summarize_latencies
 from bench.stores.base import SearchHits, VectorStore
 from bench.stores.metadata import MetadataStore
+
+MIN_CLIENT_WINDOW_S = 0.5  # a client-process level runs at least this long per trial
 
 
 def _warm_up(store: VectorStore, metadata: MetadataStore, queries: np.ndarray, params: Mapping[str, Any],
@@ -80,15 +85,21 @@ class Trial:
     resolve_s: list[float] = field(default_factory=list)  # paths alone
     batch_qps: float = float("nan")
     concurrent_qps: dict[str, float] = field(default_factory=dict)
+    # search.clients > 1: each level's pooled latencies and client CPU (bench.measure.clients.pool_level)
+    clients: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self, confidence: float = 0.95) -> dict[str, Any]:
-        return {"latency": summarize_latencies(self.search_s, confidence), "batch_qps": self.batch_qps,
-                "concurrent_qps": self.concurrent_qps}
+        summary = {"latency": summarize_latencies(self.search_s, confidence), "batch_qps": self.batch_qps,
+                   "concurrent_qps": self.concurrent_qps}
+        if self.clients:
+            summary["clients"] = {n: {k: v for k, v in level.items() if k != "latency_s"}
+                                  for n, level in self.clients.items()}
+        return summary
 
 
 def timing_trial(store: VectorStore, metadata: MetadataStore, queries: np.ndarray, params: Mapping[str, Any],
                  cfg: SearchConfig, seconds_per_query: float, trial_number: int = 0,
-                 confidence: float = 0.95) -> Trial:
+                 confidence: float = 0.95, clients: Optional[ClientPool] = None) -> Trial:
     """Trial ``trial_number`` (0-based): 1/repeats of the latency samples, of the end-to-end pass and of
     the throughput time the point gets in all."""
     k, nq, repeats = cfg.top_k, len(queries), max(1, cfg.repeats)
@@ -124,8 +135,15 @@ def timing_trial(store: VectorStore, metadata: MetadataStore, queries: np.ndarra
         seconds, _ = timed(store.search, cycled[start:start + cfg.query_batch_size], k, params)
         batch_seconds += seconds
     trial.batch_qps = count / batch_seconds if batch_seconds > 0 else float("nan")
-    trial.concurrent_qps = {str(threads): _concurrent_qps(store, queries, k, params, threads, count)
-                            for threads in cfg.concurrency}
+    if clients is None:
+        trial.concurrent_qps = {str(threads): _concurrent_qps(store, queries, k, params, threads, count)
+                                for threads in cfg.concurrency}
+        return trial
+    # Client processes run for a fixed window (they start together); this trial's share of the throughput time.
+    window_s = max(cfg.min_throughput_s / repeats, MIN_CLIENT_WINDOW_S)
+    for level in cfg.concurrency:
+        trial.clients[str(level)] = clients.run_level(params, level, window_s)
+        trial.concurrent_qps[str(level)] = trial.clients[str(level)]["qps"]
     return trial
 
 
@@ -144,16 +162,34 @@ def summarize_trials(params: Mapping[str, Any], trials: list[Trial], confidence:
               "concurrent_qps": {n: trial_spread(t.concurrent_qps.get(n) for t in trials) for n in threads},
               "latency": {f"p{p}_ms": trial_spread(s["latency"][f"p{p}_ms"] for s in per_trial) for p in PERCENTILES}}
     median = lambda s: None if s is None else s["median"]  # noqa: E731
-    return {"params": dict(params), "latency": summarize_latencies(pooled("search_s"), confidence),
-            "end_to_end_latency": summarize_latencies(pooled("e2e_s"), confidence),
-            "resolve_latency": summarize_latencies(pooled("resolve_s"), confidence),
-            "batch_qps": median(spread["batch_qps"]),
-            "concurrent_qps": {n: median(s) for n, s in spread["concurrent_qps"].items()},
-            "repeats": len(trials), "spread": spread, "trials": per_trial}
+    summary = {"params": dict(params), "latency": summarize_latencies(pooled("search_s"), confidence),
+               "end_to_end_latency": summarize_latencies(pooled("e2e_s"), confidence),
+               "resolve_latency": summarize_latencies(pooled("resolve_s"), confidence),
+               "batch_qps": median(spread["batch_qps"]),
+               "concurrent_qps": {n: median(s) for n, s in spread["concurrent_qps"].items()},
+               "repeats": len(trials), "spread": spread, "trials": per_trial}
+    if trials and trials[0].clients:
+        summary["concurrent_clients"] = _clients_summary(trials, confidence)
+    return summary
+
+
+def _clients_summary(trials: list[Trial], confidence: float) -> dict[str, Any]:
+    """Per level, over every trial: latency percentiles of all clients' samples pooled, the clients' CPU at
+    its highest, and client-bound when any trial's clients were saturated."""
+    out = {}
+    for n, first in trials[0].clients.items():
+        levels = [t.clients[n] for t in trials]
+        out[n] = {"kind": first["kind"], "processes": first["processes"], "loops": first["loops"],
+                  "latency": summarize_latencies([s for lv in levels for s in lv["latency_s"]], confidence),
+                  "client_cpu_max": max(lv["client_cpu_max"] for lv in levels),
+                  "client_cpu_cores": max(lv["client_cpu_cores"] for lv in levels),
+                  "client_bound": any(lv["client_bound"] for lv in levels)}
+    return out
 
 
 def interleaved_trials(store: VectorStore, metadata: MetadataStore, queries: np.ndarray, points: list[PointResults],
-                       labels: list[str], cfg: SearchConfig, confidence: float = 0.95) -> list[dict[str, Any]]:
+                       labels: list[str], cfg: SearchConfig, confidence: float = 0.95,
+                       clients: Optional[ClientPool] = None) -> list[dict[str, Any]]:
     """Time every point in search.repeats trials, trial 1 of every point first, then trial 2, ...;
     returns each point's :func:`summarize_trials`."""
     repeats = max(1, cfg.repeats)
@@ -163,7 +199,7 @@ def interleaved_trials(store: VectorStore, metadata: MetadataStore, queries: np.
             for point, label, done in zip(points, labels, trials):
                 bar.set_postfix_str(label)
                 done.append(timing_trial(store, metadata, queries, point.params, cfg, point.seconds_per_query,
-                                         trial_number, confidence))
+                                         trial_number, confidence, clients))
                 bar.update(1)
     return [summarize_trials(point.params, done, confidence) for point, done in zip(points, trials)]
 

@@ -9,7 +9,9 @@ The numbers are the ones keras.applications uses; tests check the results match 
 """
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from typing import Optional
 
 import numpy as np
 
@@ -71,3 +73,28 @@ def get_preprocessor(name: str) -> Callable[[np.ndarray], np.ndarray]:
     except KeyError:
         valid = ", ".join(sorted(PREPROCESSORS))
         raise BenchError(f"unknown model.preprocessing={name!r}: choose one of {valid}") from None
+
+
+Hook = Callable[[np.ndarray], Optional[np.ndarray]]
+
+
+def load_preprocess_hook(spec: Optional[str]) -> Optional[Hook]:
+    """Import ``"module:function"``; the function gets each preprocessed float32 batch.
+
+    It returns the batch to feed the model (or None to feed the batch it was given). Its time is
+    counted as preprocessing. Tests use it to inject a deliberate slowdown and check that the
+    stats put the time where it belongs; shipped configs never set it.
+    """
+    if not spec:
+        return None
+    module_name, sep, func_name = spec.partition(":")
+    if not (sep and module_name and func_name):
+        raise BenchError(f"model.preprocess_hook={spec!r} must look like 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise BenchError(f"model.preprocess_hook={spec!r}: cannot import {module_name} ({err})") from err
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise BenchError(f"model.preprocess_hook={spec!r}: {module_name} has no function {func_name}")
+    return func

@@ -57,8 +57,9 @@ def validate_runtime(cfg: RuntimeConfig) -> None:
                          f"{', '.join(available)}): {hint}, or use runtime=cpu")
 
 
-def make_session(onnx_path: Path | str, cfg: Optional[RuntimeConfig] = None) -> ort.InferenceSession:
-    """An InferenceSession on the configured provider, checked to really use it."""
+def make_session(onnx_path: Path | str | bytes, cfg: Optional[RuntimeConfig] = None) -> ort.InferenceSession:
+    """An InferenceSession on the configured provider, checked to really use it; from a file, or from the model's
+    bytes (a Ray actor on another node, which cannot read the driver's models/ folder)."""
     cfg = cfg or DEFAULT
     validate_runtime(cfg)
     options = ort.SessionOptions()
@@ -69,10 +70,12 @@ def make_session(onnx_path: Path | str, cfg: Optional[RuntimeConfig] = None) -> 
     if cfg.provider != CPU:
         providers.append(CPU)
     try:
-        session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
+        source = onnx_path if isinstance(onnx_path, bytes) else str(onnx_path)
+        session = ort.InferenceSession(source, sess_options=options, providers=providers)
     except Exception as err:  # onnxruntime raises its own types (Fail, RuntimeException, ...)
         detail = " ".join(str(err).split())[:300]
-        raise BenchError(f"onnxruntime cannot open {Path(onnx_path).name} with {cfg.provider}: {detail}"
+        name = "the model bytes" if isinstance(onnx_path, bytes) else Path(onnx_path).name
+        raise BenchError(f"onnxruntime cannot open {name} with {cfg.provider}: {detail}"
                          f"{_load_hint(cfg)}") from err
     check_provider(session, cfg)
     return session

@@ -209,7 +209,8 @@ def run_segments(shards: list[Shard]) -> list[dict[str, Any]]:
             seg["first_image_id"] = int(shard.image_ids[0])
         if len(shard.image_ids):
             seg["last_image_id"] = int(shard.image_ids[-1])
-        seg.update(last_shard=shard.index, num_embedded=p["embedded"], num_skipped=p["skipped"],
+        seg.update(last_shard=shard.index, engine=p.get("engine", "local"), num_embedded=p["embedded"],
+                   num_skipped=p["skipped"],
                    seconds=dict(p["seconds"]),
                    images_per_s_end_to_end=_rate(p["embedded"], p["seconds"]["total_s"]),
                    images_per_s_inference=_rate(p["embedded"], p["seconds"]["inference_s"]))

@@ -12,6 +12,7 @@ import pandas as pd
 
 from bench.measure.evaluate import best_qps_at_recall
 from bench.report import serving_tables
+from bench.report.client_tables import clients_table
 from bench.report.cross_run_tables import RECALL_THRESHOLDS, index_setting
 from bench.report.significance import percentile_cell
 from bench.report.tables import typed
@@ -130,5 +131,6 @@ def run_tables(result: Results | dict) -> dict[str, pd.DataFrame]:
     """The workload tables of one run (none for workload=none), for its tables.md."""
     result = typed([result])[0]
     tables = {"filtered": filtered_table([result]), "filtered_operating_points": filtered_operating_points([result]),
-              "streaming": streaming_summary_table([result]), "streaming_windows": streaming_windows_table([result])}
+              "streaming": streaming_summary_table([result]), "streaming_windows": streaming_windows_table([result]),
+              "concurrency_from_client_processes": clients_table([result])}
     return {**{name: df for name, df in tables.items() if not df.empty}, **serving_tables.run_tables(result)}

@@ -12,7 +12,9 @@ from collections.abc import Callable
 
 from bench.config import Config
 from bench.errors import BenchError
+from bench.measure.clients import validate_clients
 from bench.measure.workloads.registry import workload_class
+from bench.models.engines import validate_engine
 from bench.models.loader import resolve_workers
 from bench.models.runtime import validate_runtime
 from bench.models.variants import validate_precision
@@ -68,6 +70,7 @@ def check_search(cfg: Config) -> None:
         _positive("search.latency_min_samples", search.latency_min_samples, "a positive integer (or null)")
     if any(c <= 0 for c in search.concurrency):
         raise BenchError(f"search.concurrency={list(search.concurrency)} must hold positive thread counts")
+    validate_clients(search, cfg.store.kind)  # several client processes need a store they can all reach
 
 
 def check_stats(cfg: Config) -> None:
@@ -83,6 +86,7 @@ def check_workload(cfg: Config) -> None:
 
 def check_runtime(cfg: Config) -> None:
     validate_runtime(cfg.runtime)
+    validate_engine(cfg.runtime)  # a known engine; for Ray: installed, a valid address, a positive pool
 
 
 GROUPS: dict[str, Callable[[Config], None]] = {

@@ -290,6 +290,17 @@ class PointSpread(Section):
     latency: dict[str, Optional[TrialSpread]] = Field(default_factory=dict, description="p50_ms ... -> spread")
 
 
+class ClientLevel(Section):
+    """One concurrency level driven from client processes (search.clients > 1, bench.measure.clients)."""
+    kind: str = Field(description="processes | ray actors")
+    processes: int
+    loops: int = Field(description="closed loops (concurrent searches) over the processes")
+    latency: Latency = Field(default_factory=Latency, description="every client's samples pooled, every trial")
+    client_cpu_max: float = Field(description="the busiest client process's CPU, in cores, highest trial")
+    client_cpu_cores: float = Field(description="all client processes' CPU together, in cores, highest trial")
+    client_bound: bool = Field(description="the clients' CPU was saturated in some trial: the level measured them")
+
+
 class SearchPoint(Quality):
     """One search-parameter point: its quality against exact search and its timings."""
     label: str
@@ -299,6 +310,8 @@ class SearchPoint(Quality):
     resolve_latency: Latency = Field(default_factory=Latency, description="the path lookup alone")
     batch_qps: Optional[float] = None
     concurrent_qps: dict[str, Optional[float]] = Field(default_factory=dict, description="threads -> QPS")
+    concurrent_clients: dict[str, ClientLevel] = Field(default_factory=dict,
+                                                       description="level -> figures, with search.clients > 1")
     repeats: int = 1
     spread: PointSpread = Field(default_factory=PointSpread)
     trials: list[dict[str, Any]] = Field(default_factory=list)

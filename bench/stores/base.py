@@ -111,6 +111,10 @@ class VectorStore(Protocol):
                with_paths: bool = False, filter: Optional[LabelFilter] = None) -> SearchHits:
         """Top-k of each vector with the index's search params; only rows passing ``filter`` (None: all)."""
 
+    def attach(self, spec: CollectionSpec) -> None:
+        """Remote stores only (capabilities().embedded is False): open the collection that another process
+        prepared and loaded, to search it from a client process (search.clients); never changes it."""
+
     def drop(self) -> None:
         """Delete the collection (the scratch one after workload=streaming)."""
 

@@ -201,8 +201,7 @@ class MilvusStore:
     def prepare(self, spec: CollectionSpec, num_rows: int) -> bool:
         self._spec = spec
         self._rows = num_rows
-        # store.collection names it when set; else the runner's name, one per distinct data.
-        self._name = (self.cfg.collection or spec.name) + (SCRATCH_SUFFIX if spec.scratch else "")
+        self._name = self._name_of(spec)
         identity = json.dumps({"dim": spec.dim, "fingerprint": spec.fingerprint, "with_paths": spec.with_paths})
         if self.client.has_collection(self._name):
             existing = self.client.describe_collection(self._name).get("properties", {}).get(FINGERPRINT_PROPERTY)
@@ -219,6 +218,16 @@ class MilvusStore:
             self.client.drop_collection(self._name)
         self._create(spec, identity)
         return False
+
+    def attach(self, spec: CollectionSpec) -> None:
+        """Search a collection another process prepared, loaded and keeps (a search client): nothing is changed."""
+        self._spec, self._name = spec, self._name_of(spec)
+        if not self.client.has_collection(self._name):
+            raise BenchError(f"search client: collection {self._name!r} is not at {public_url(self.cfg.uri)}")
+
+    def _name_of(self, spec: CollectionSpec) -> str:
+        # store.collection names it when set; else the runner's name, one per distinct data.
+        return (self.cfg.collection or spec.name) + (SCRATCH_SUFFIX if spec.scratch else "")
 
     def _create(self, spec: CollectionSpec, identity: str) -> None:
         from pymilvus import DataType, MilvusClient

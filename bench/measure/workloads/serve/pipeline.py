@@ -18,7 +18,7 @@ import numpy as np
 from bench.data.dataset import ImageRecord
 from bench.measure.clock import Stopwatch
 from bench.models.convert import ConvertedModel
-from bench.models.embed import infer, l2_normalise
+from bench.models.inference import infer, l2_normalise
 from bench.models.loader import BatchDecoder
 from bench.stores.base import VectorStore
 from bench.stores.metadata import MetadataStore

@@ -28,9 +28,8 @@ from bench.measure.workloads.serve.pipeline import NullPipeline, QueryPipeline
 from bench.measure.workloads.serve.qsl import LoadgenQSL, Samples, choose_samples
 from bench.measure.workloads.serve.stages import StageLog, slowest_stage
 from bench.measure.workloads.serve.sut import BareSUT, ServingSUT
-from bench.models.embed import load_preprocess_hook
 from bench.models.loader import BatchDecoder
-from bench.models.preprocess import get_preprocessor
+from bench.models.preprocess import get_preprocessor, load_preprocess_hook
 from bench.models.runtime import make_session
 from bench.run.context import RunContext
 from bench.stores.indexes import point_label
