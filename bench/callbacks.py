@@ -64,7 +64,7 @@ class ComparisonReport(Callback):
         # The console ends with the sweep's main table: every model x index x search point.
         print(f"\n{to_markdown(search_table([run.labelled() for run in runset.ok]))}\n")
         for run in runset.not_ok:
-            print(f"FAILED {run.path.name}: {run.data.get('error')}")
+            print(f"FAILED {run.path.name}: {run.data.error}")
         print(f"{len(runset.ok)} run(s) finished, {len(runset.not_ok)} failed")
         print(f"\n{paths['summary'].read_text()}")  # the report's summary, the same lines
         print(f"comparison report: {paths['markdown']} and {paths['html']}")
