@@ -63,8 +63,12 @@ def store_comparison_table(results: Iterable[Results | dict]) -> pd.DataFrame:
     if len(kinds) < 2:
         return pd.DataFrame()
     reference = reference_kind(kinds)
+    # Grouped by model, then index setting (each in the order first met), each setting's points in sweep order.
+    models = list(dict.fromkeys(model for model, _, _ in points))
+    settings = list(dict.fromkeys(setting for _, setting, _ in points))
+    grouped = sorted(points.items(), key=lambda item: (models.index(item[0][0]), settings.index(item[0][1])))
     rows = []
-    for (model, setting, label), by_kind in points.items():
+    for (model, setting, label), by_kind in grouped:
         if reference not in by_kind:
             continue
         ref_run, ref = by_kind[reference]
