@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import pytest
-from conftest import run_cli
+from conftest import REPO, run_cli
+from hydra import compose, initialize_config_dir
 
+from bench.callbacks import _refuse_passwords
+from bench.config import register_configs
 from bench.stores.urls import has_password, url_password_problem
 
 PASSWORD = "pw-Zq81x"
@@ -67,3 +70,20 @@ def test_problem_names_the_default_variable_when_none_is_configured():
     assert url_password_problem({"store.uri": "http://h:19530", "metadata.url": None}, {}) is None
     assert url_password_problem({}, {}, ["+metadata.url=redis://:p@h"]) is not None
     assert url_password_problem({}, {}, ["dataset.root=http://u:p@h"]) is None  # only the two URL keys
+
+
+def _composed(overrides: list[str]):
+    register_configs()
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        return compose("config", overrides=overrides, return_hydra_config=True)
+
+
+def test_an_override_that_interpolates_hydras_runtime_is_read_unresolved(capsys):
+    # The callback runs before Hydra sets its runtime config: resolving ${hydra:runtime.cwd} there raised,
+    # and Hydra turned that into a UserWarning on every run whose dataset.root was written this way.
+    _refuse_passwords(_composed(["experiment=smoke", "dataset.root=${hydra:runtime.cwd}/data/mine"]))
+    assert capsys.readouterr().err == ""
+    with pytest.raises(SystemExit) as stopped:
+        _refuse_passwords(_composed(["experiment=smoke", "store=milvus_server",
+                                     f"store.uri=http://root:{PASSWORD}@${{oc.env:HOST,127.0.0.1}}:19530"]))
+    assert stopped.value.code == 2 and "store.uri holds a password" in capsys.readouterr().err
