@@ -250,7 +250,9 @@ class TuneConfig:
     timeout_s: Optional[float] = None  # stop starting new trials after this long (this run)
     seed: int = 0
     # The study's name; a rerun with the same name resumes it. Also names its folder, reports/tune/<study>/.
-    study: str = "${model.name}_${dataset.name}_${join:${tune.index_types}}_${tune.objective}_r${tune.target_recall}"
+    # The store is in it: a study refuses to resume on another store, so each store gets its own by default.
+    study: str = ("${model.name}_${dataset.name}_${store.kind}_${join:${tune.index_types}}_${tune.objective}"
+                  "_r${tune.target_recall}")
     # [low, high] replacing a parameter's range from conf/tune/, by name: +tune.ranges.nlist=[32,512].
     ranges: dict[str, list[int]] = field(default_factory=dict)
     # Build and measure each index type's default configuration (conf/index/) at the same target too.

@@ -271,5 +271,5 @@ def test_a_bare_index_library_is_refilled_before_each_rebuild(workspace, tmp_pat
     run_dir = tmp_path / "run"
     proc = tune_cli(workspace, run_dir, "store=faiss", "tune.trials=2", "tune.final_rounds=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len(trial_numbers(run_dir, "mobilenet_v2_coco_sample_IVF_FLAT_batch_qps_r0.95")) == 2
+    assert len(trial_numbers(run_dir, "mobilenet_v2_coco_sample_faiss_IVF_FLAT_batch_qps_r0.95")) == 2
     assert "back-to-back check:" in proc.stdout and "recommended (" in proc.stdout
