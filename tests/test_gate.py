@@ -122,8 +122,10 @@ def test_slowed_preprocessing_fails_the_timing_check(cfg):
     assert throughput.verdict == "REGRESSION" and throughput.fails, throughput
     assert throughput.change < -cfg.thresholds.throughput
     assert row(comparison, "embed img/s end-to-end").change < 0
-    # The sleep sits in preprocessing: inference alone, and the search, did not get slower.
-    assert row(comparison, "embed img/s inference").verdict != "REGRESSION"
+    # The sleep sits in preprocessing, and the gate charges it there: that stage fell far more than inference
+    # (about 0.05x against 1x on a quiet machine). One pair on a shared machine can slow inference too, so this
+    # compares the two stages rather than asserting that inference alone held its speed.
+    assert throughput.ratio_max < row(comparison, "embed img/s inference").ratio_min / 2
     assert row(comparison, "recall@10", "default").verdict == "ok"  # the hook changes no vector
     assert comparison.exit_code == 1
 

@@ -59,7 +59,12 @@ def connected(cfg: RayConfig) -> Iterator[dict[str, Any]]:
     elif cfg.address is None:
         # Ray's processes listen on every interface (with Ray 2.60 a node IP of 127.0.0.1 did not change that); its
         # token authentication, on by default, guards them. No dashboard: nothing here reads it.
-        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+        try:
+            ray.init(include_dashboard=False, logging_level=logging.WARNING)
+        except Exception as err:  # Ray raises a bare Exception when its raylet misses its 30 s start-up window
+            ray.shutdown()  # what did start (the GCS, a reaper) must not outlive the failed run
+            raise BenchError(f"a local Ray did not start ({err}): on a loaded machine rerun when it is quieter, or "
+                             f"start Ray once with `ray start --head` and set runtime.ray.address=auto") from None
         started, how = True, "local, started for this run"
     else:
         env = {"py_modules": [str(BENCH_PACKAGE)]} if cfg.ship_code else None
