@@ -41,6 +41,7 @@ STUDY_FILE = "study.db"
 EVALUATION = "evaluation"  # trial user attribute holding the Evaluation
 SETTINGS = "settings"  # study user attribute: what the study was asked
 DEFAULT_PREFIX = "default:"  # study user attributes holding each index type's default evaluation
+OPTUNA_TRIAL_LOG = logging.getLogger("optuna.study._optimize")  # where Optuna logs each trial's outcome
 
 
 @dataclass
@@ -64,22 +65,31 @@ class InterruptGate:
     def __init__(self) -> None:
         self.inside = False
         self.pending: Optional[int] = None
+        self.fired = False
 
     @contextmanager
     def installed(self) -> Iterator[None]:
         def handler(signum: int, frame: object) -> None:
             if self.inside:
+                self.fired = True
                 raise Interrupted(signum)
             self.pending = signum
 
         previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
                     if signal.getsignal(sig) is not signal.SIG_IGN}
+        OPTUNA_TRIAL_LOG.addFilter(self._no_failure_lines_after_an_interrupt)
         try:
             yield
             self._raise_pending()
         finally:
+            OPTUNA_TRIAL_LOG.removeFilter(self._no_failure_lines_after_an_interrupt)
             for sig, old in previous.items():
                 signal.signal(sig, old)
+
+    def _no_failure_lines_after_an_interrupt(self, record: logging.LogRecord) -> bool:
+        # Optuna logs the trial an interrupt cut short as failed, with the interrupt's traceback; the CLI's own
+        # line says what happened and how to resume, and the traceback would bury it.
+        return not self.fired
 
     @contextmanager
     def trial(self) -> Iterator[None]:
@@ -92,6 +102,7 @@ class InterruptGate:
 
     def _raise_pending(self) -> None:
         if self.pending is not None:
+            self.fired = True
             raise Interrupted(self.pending)
 
 
