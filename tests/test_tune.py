@@ -141,7 +141,17 @@ def test_bad_input_is_one_line_and_exit_2(workspace, tmp_path, args, message):
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
-    assert not (tmp_path / "run" / STUDY_FILE).exists()  # refused before any work
+    assert not (tmp_path / "run").exists()  # refused before any work, and the folder Hydra made is gone
+
+
+def test_bad_input_on_an_existing_study_keeps_its_folder(workspace, tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / STUDY_FILE).write_bytes(b"a study's results")
+    (run_dir / "bench.log").write_text("the log of its earlier runs\n")
+    assert tune_cli(workspace, run_dir, "tune.target_recall=0").returncode == 2
+    assert (run_dir / STUDY_FILE).read_bytes() == b"a study's results"
+    assert (run_dir / "bench.log").read_text().startswith("the log of its earlier runs")
 
 
 @pytest.fixture(scope="module")

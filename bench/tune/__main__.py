@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -39,8 +40,12 @@ def main(cfg: DictConfig) -> None:
     # The user's own overrides (model, dataset, store, ...) go into the recommended command line.
     overrides = [o for o in hydra_cfg.overrides.task if not o.lstrip("+~").startswith(("tune.", "hydra."))]
     try:
-        typed = typed_config(cfg)  # validated dataclasses, resolved interpolations
-        check(typed)  # bad input is refused before the heavy imports below
+        try:
+            typed = typed_config(cfg)  # validated dataclasses, resolved interpolations
+            check(typed)  # bad input is refused before the heavy imports below
+        except BenchError:
+            _undo_run_folder(outdir)
+            raise
         from bench.tune.run import tune
 
         with signals_interrupt():
@@ -53,6 +58,15 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code)
+
+
+def _undo_run_folder(outdir: Path) -> None:
+    """Refused input leaves no study folder behind: Hydra made it (.hydra/ and bench.log) before the check.
+
+    Only a folder holding nothing else goes: a study's own folder keeps its study.db and its log of every run,
+    and a folder of the user's (hydra.run.dir=...) keeps what it holds."""
+    if outdir.is_dir() and {entry.name for entry in outdir.iterdir()} <= {".hydra", "bench.log"}:
+        shutil.rmtree(outdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
