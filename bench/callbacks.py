@@ -42,7 +42,7 @@ def _refuse_passwords(config: DictConfig) -> None:
     # Unresolved too: an override such as dataset.root=${hydra:runtime.cwd}/... is text here, and
     # resolving it before Hydra sets its runtime config would fail.
     task_overrides = OmegaConf.select(config, "hydra.overrides.task", default=None)
-    overrides = [str(o) for o in OmegaConf.to_container(task_overrides, resolve=False)] if task_overrides else []
+    overrides = OmegaConf.to_container(task_overrides, resolve=False) if task_overrides else []
     problem = url_password_problem(values, values, overrides)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

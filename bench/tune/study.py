@@ -64,23 +64,21 @@ class InterruptGate:
 
     def __init__(self) -> None:
         self.inside = False
-        self.pending: Optional[int] = None
-        self.fired = False
+        self.received: Optional[int] = None  # the signal that arrived; held until a trial begins if outside one
 
     @contextmanager
     def installed(self) -> Iterator[None]:
         def handler(signum: int, frame: object) -> None:
+            self.received = signum
             if self.inside:
-                self.fired = True
                 raise Interrupted(signum)
-            self.pending = signum
 
         previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
                     if signal.getsignal(sig) is not signal.SIG_IGN}
         OPTUNA_TRIAL_LOG.addFilter(self._no_failure_lines_after_an_interrupt)
         try:
             yield
-            self._raise_pending()
+            self._raise_received()
         finally:
             OPTUNA_TRIAL_LOG.removeFilter(self._no_failure_lines_after_an_interrupt)
             for sig, old in previous.items():
@@ -89,21 +87,20 @@ class InterruptGate:
     def _no_failure_lines_after_an_interrupt(self, record: logging.LogRecord) -> bool:
         # Optuna logs the trial an interrupt cut short as failed, with the interrupt's traceback; the CLI's own
         # line says what happened and how to resume, and the traceback would bury it.
-        return not self.fired
+        return self.received is None
 
     @contextmanager
     def trial(self) -> Iterator[None]:
-        self._raise_pending()
+        self._raise_received()
         self.inside = True
         try:
             yield
         finally:
             self.inside = False
 
-    def _raise_pending(self) -> None:
-        if self.pending is not None:
-            self.fired = True
-            raise Interrupted(self.pending)
+    def _raise_received(self) -> None:
+        if self.received is not None:
+            raise Interrupted(self.received)
 
 
 def storage_url(outdir: Path) -> str:
