@@ -122,10 +122,9 @@ def test_slowed_preprocessing_fails_the_timing_check(cfg):
     assert throughput.verdict == "REGRESSION" and throughput.fails, throughput
     assert throughput.change < -cfg.thresholds.throughput
     assert row(comparison, "embed img/s end-to-end").change < 0
-    # The sleep sits in preprocessing, and the gate charges it there: that stage fell far more than inference
-    # (about 0.05x against 1x on a quiet machine). One pair on a shared machine can slow inference too, so this
-    # compares the two stages rather than asserting that inference alone held its speed.
-    assert throughput.ratio_max < row(comparison, "embed img/s inference").ratio_min / 2
+    # Nothing is asserted about the stages the sleep is not in: one un-warmed pair times them too loosely. Inference
+    # measured 0.65x of HEAD's on a loaded machine and 0.56x on a quiet fresh clone, against 0.93x for the same
+    # onnxruntime session timed alone after 50 ms pauses; the gate's noise rules need pairs, not this test.
     assert row(comparison, "recall@10", "default").verdict == "ok"  # the hook changes no vector
     assert comparison.exit_code == 1
 
